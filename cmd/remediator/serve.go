@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/version"
+	"go.uber.org/zap"
+
+	"github.com/remediator/remediator/config"
+	"github.com/remediator/remediator/handler"
+	"github.com/remediator/remediator/remediate"
+)
+
+// defaultListenAddress is where serve listens unless told otherwise.
+const defaultListenAddress = ":9795"
+
+// generatedTokenFile is the name, in the storage directory, of the bearer token serve
+// creates when no credential is configured.
+const generatedTokenFile = "webhook.token"
+
+type serveFlags struct {
+	configFile    string
+	listenAddress string
+	storagePath   string
+	logLevel      string
+	logFormat     string
+}
+
+func registerServe(app *kingpin.Application, commands map[string]func(context.Context) int, stdout, stderr io.Writer) {
+	f := &serveFlags{}
+	cmd := app.Command("serve", "Receive Alertmanager notifications and run policies.").Default()
+	cmd.Flag("config.file", "Main configuration file; without it, the embedded defaults.").StringVar(&f.configFile)
+	cmd.Flag("web.listen-address", "Address to listen on.").Default(defaultListenAddress).StringVar(&f.listenAddress)
+	cmd.Flag("storage.path", "Directory for state: guards, intake, audit log, generated token.").
+		Default("data").StringVar(&f.storagePath)
+	cmd.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
+	cmd.Flag("log.format", "Log format: json or console.").Default("json").EnumVar(&f.logFormat, "json", "console")
+
+	commands["serve"] = func(ctx context.Context) int {
+		logger, err := newLogger(f.logLevel, f.logFormat, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "remediator: %s\n", err)
+			return 2
+		}
+		defer func() { _ = logger.Sync() }()
+
+		if err := serve(ctx, f, logger); err != nil {
+			logger.Error("serve failed", zap.Error(err))
+			return 1
+		}
+		return 0
+	}
+}
+
+// loadConfig reads --config.file, or returns the embedded defaults without one.
+func loadConfig(file string) (*config.Config, error) {
+	if file == "" {
+		return config.Default(), nil
+	}
+	return config.Load(file)
+}
+
+func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
+	cfg, err := loadConfig(f.configFile)
+	if err != nil {
+		return fmt.Errorf("loading configuration:\n%w", err)
+	}
+	if err := os.MkdirAll(f.storagePath, 0o700); err != nil {
+		return fmt.Errorf("creating storage directory: %w", err)
+	}
+	if err := ensureCredential(cfg, f.storagePath, logger); err != nil {
+		return err
+	}
+	auth, err := handler.NewAuthenticator(cfg.Webhook.Auth, cfg.TLS, cfg.Resolve)
+	if err != nil {
+		return err
+	}
+
+	reg := newRegistry()
+	queue := remediate.NewQueue(cfg.Queue.Size)
+	queue.Register(reg)
+	workers := remediate.NewWorkers(queue, logProcessor(logger.Named("remediate")), cfg.Queue.Workers, logger)
+	srv := handler.New(handler.Options{
+		WebhookPath: cfg.Webhook.Path,
+		Settings:    settingsFrom(cfg, auth),
+		Intake:      queue,
+		Registry:    reg,
+		Logger:      logger.Named("handler"),
+	})
+	return listenAndServe(ctx, cfg, f.listenAddress, srv, workers, logger)
+}
+
+func settingsFrom(cfg *config.Config, auth *handler.Authenticator) handler.Settings {
+	return handler.Settings{
+		Auth:        auth,
+		MaxBodySize: int64(cfg.Webhook.MaxBodySize),
+		RetryAfter:  cfg.Queue.RetryAfter.Std(),
+	}
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("remediator"),
+	)
+	return reg
+}
+
+// ensureCredential makes sure the webhook cannot be called anonymously by accident: with
+// no credential configured, it generates a bearer token in the storage directory once and
+// uses it from then on.
+func ensureCredential(cfg *config.Config, storage string, logger *zap.Logger) error {
+	if cfg.Authenticates() || cfg.Webhook.Auth.AllowUnauthenticated {
+		return nil
+	}
+	path, err := filepath.Abs(filepath.Join(storage, generatedTokenFile))
+	if err != nil {
+		return fmt.Errorf("locating generated token: %w", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := writeToken(path); err != nil {
+			return err
+		}
+		logger.Info("no webhook credential configured; generated a bearer token", zap.String("token_file", path))
+	}
+	cfg.Webhook.Auth.BearerTokenFile = path
+	return nil
+}
+
+func writeToken(path string) error {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return fmt.Errorf("generating token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing generated token: %w", err)
+	}
+	return nil
+}
+
+func logProcessor(logger *zap.Logger) remediate.Processor {
+	return remediate.ProcessorFunc(func(_ context.Context, a remediate.Alert) {
+		logger.Info("alert received",
+			zap.String("alertname", a.Name()), zap.String("instance", a.Instance()),
+			zap.String("status", a.Status), zap.String("fingerprint", a.Fingerprint))
+	})
+}
+
+func listenAndServe(ctx context.Context, cfg *config.Config, addr string, srv *handler.Server,
+	workers *remediate.Workers, logger *zap.Logger) error {
+	tlsConfig, err := serverTLS(cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      5 * time.Minute, // plans run read-only steps for real
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(logger.Named("http")),
+	}
+
+	workers.Start()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	srv.SetReady(true)
+	logger.Info("listening", zap.String("address", ln.Addr().String()), zap.Bool("tls", tlsConfig != nil),
+		zap.String("mode", string(cfg.Mode)), zap.String("webhook_path", cfg.Webhook.Path),
+		zap.String("version", version.Version))
+
+	select {
+	case err := <-errc:
+		workers.Stop(context.Background())
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	return shutdown(cfg.ShutdownGracePeriod.Std(), hs, srv, workers, logger)
+}
+
+// shutdown stops accepting, lets in-flight requests finish, then drains the queue, all
+// within the grace period.
+func shutdown(grace time.Duration, hs *http.Server, srv *handler.Server, workers *remediate.Workers,
+	logger *zap.Logger) error {
+	logger.Info("shutting down", zap.Duration("grace_period", grace))
+	srv.SetReady(false)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+
+	if err := hs.Shutdown(ctx); err != nil {
+		logger.Warn("requests still in flight at the end of the grace period", zap.Error(err))
+	}
+	left := workers.Stop(ctx)
+	if len(left) > 0 {
+		return fmt.Errorf("stopping: %d accepted alerts were not handled within the grace period", len(left))
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func serverTLS(cfg *config.Config) (*tls.Config, error) {
+	t := cfg.TLS
+	if t == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.Resolve(t.CertFile), cfg.Resolve(t.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("loading tls.cert_file and tls.key_file: %w", err)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	if t.ClientCAFile == "" {
+		return tc, nil
+	}
+	pem, err := os.ReadFile(cfg.Resolve(t.ClientCAFile))
+	if err != nil {
+		return nil, fmt.Errorf("reading tls.client_ca_file: %w", err)
+	}
+	tc.ClientCAs = x509.NewCertPool()
+	if !tc.ClientCAs.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("reading tls.client_ca_file: no PEM certificate in %s", t.ClientCAFile)
+	}
+	tc.ClientAuth = tls.VerifyClientCertIfGiven
+	if t.ClientAuth == config.ClientAuthRequireAndVerify {
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}

@@ -1,0 +1,140 @@
+package remediate
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrQueueFull is returned when a notification's alerts do not all fit in the queue.
+// The caller answers 503 so that Alertmanager sends the notification again.
+var ErrQueueFull = errors.New("queue full")
+
+// ErrQueueClosed is returned when alerts are offered to a queue that is shutting down.
+var ErrQueueClosed = errors.New("queue closed")
+
+// Queue holds accepted alerts until a worker takes them. It is bounded, and takes all of
+// a notification's alerts or none of them.
+type Queue struct {
+	mu     sync.Mutex
+	items  []Alert
+	head   int
+	size   int
+	closed bool
+	ready  chan struct{} // signalled when items arrive or the queue closes
+}
+
+// NewQueue returns a queue that holds up to capacity alerts.
+func NewQueue(capacity int) *Queue {
+	return &Queue{items: make([]Alert, capacity), ready: make(chan struct{}, 1)}
+}
+
+// Accept adds all of alerts, or none of them when they do not fit.
+func (q *Queue) Accept(alerts []Alert) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
+	if q.closed {
+		return ErrQueueClosed
+	}
+	if q.size+len(alerts) > len(q.items) {
+		return ErrQueueFull
+	}
+	for _, a := range alerts {
+		q.items[(q.head+q.size)%len(q.items)] = a
+		q.size++
+	}
+	q.signal()
+	return nil
+}
+
+// Next waits for an alert. It returns false once the queue is closed and empty, or when
+// ctx ends.
+func (q *Queue) Next(ctx context.Context) (Alert, bool) {
+	for {
+		q.mu.Lock()
+		if q.size > 0 {
+			a := q.items[q.head]
+			q.items[q.head] = Alert{}
+			q.head = (q.head + 1) % len(q.items)
+			q.size--
+			if q.size > 0 || q.closed {
+				q.signal() // wake the next waiting worker
+			}
+			q.mu.Unlock()
+			return a, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			q.signal()
+			return Alert{}, false
+		}
+
+		select {
+		case <-q.ready:
+		case <-ctx.Done():
+			return Alert{}, false
+		}
+	}
+}
+
+// Close stops the queue from taking alerts; those already in it can still be taken.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
+	q.closed = true
+	q.signal()
+}
+
+// Len returns how many alerts wait.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
+	return q.size
+}
+
+// Cap returns how many alerts the queue holds at most.
+func (q *Queue) Cap() int { return len(q.items) }
+
+// Drain removes and returns every alert still waiting.
+func (q *Queue) Drain() []Alert {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
+	out := make([]Alert, 0, q.size)
+	for q.size > 0 {
+		out = append(out, q.items[q.head])
+		q.items[q.head] = Alert{}
+		q.head = (q.head + 1) % len(q.items)
+		q.size--
+	}
+	return out
+}
+
+// signal wakes one waiting worker without blocking; the caller holds mu or is about to
+// return.
+func (q *Queue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Register exposes the queue's depth and capacity as metrics.
+func (q *Queue) Register(reg prometheus.Registerer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "remediator_queue_depth",
+			Help: "Accepted alerts waiting for a worker.",
+		}, func() float64 { return float64(q.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "remediator_queue_capacity",
+			Help: "Accepted alerts the queue holds at most.",
+		}, func() float64 { return float64(q.Cap()) }),
+	)
+}
