@@ -21,7 +21,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := model.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid duration %q: use a number and a unit, such as 30s, 5m, 6h, 7d", n.Line, s)
+		return typeError(n, "invalid duration %q: use a number and a unit, such as 30s, 5m, 6h, 7d", s)
 	}
 	*d = Duration(v)
 	return nil
@@ -55,7 +55,7 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	}
 	parsed, err := units.ParseBase2Bytes(s)
 	if err != nil {
-		return fmt.Errorf("line %d: invalid size %q: use bytes or a binary unit, such as 1MiB", n.Line, s)
+		return typeError(n, "invalid size %q: use bytes or a binary unit, such as 1MiB", s)
 	}
 	*b = ByteSize(parsed)
 	return nil
@@ -66,3 +66,9 @@ func (b ByteSize) MarshalYAML() (any, error) { return int64(b), nil }
 
 // String renders the size with a binary unit.
 func (b ByteSize) String() string { return units.Base2Bytes(b).String() }
+
+// typeError reports a bad value the way yaml reports its own, so that decoding goes on
+// and every bad value is reported with its line.
+func typeError(n *yaml.Node, format string, args ...any) error {
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: ", n.Line) + fmt.Sprintf(format, args...)}}
+}

@@ -1,9 +1,11 @@
 package handler
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -48,6 +50,9 @@ const (
 // DecodeNotification parses and validates a webhook body.
 func DecodeNotification(body []byte) (*Notification, error) {
 	var n Notification
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, &InvalidError{Reason: reasonMalformed, Msg: "malformed JSON: body is empty"}
+	}
 	if err := json.Unmarshal(body, &n); err != nil {
 		return nil, &InvalidError{Reason: reasonMalformed, Msg: "malformed JSON: " + describeJSONError(err)}
 	}
@@ -64,7 +69,11 @@ func describeJSONError(err error) string {
 	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
-		return fmt.Sprintf("field %s: cannot take a JSON %s", typ.Field, typ.Value)
+		field := strings.TrimPrefix(typ.Field, "Data.")
+		if field == "" {
+			return fmt.Sprintf("the body must be a JSON object, not %s", typ.Value)
+		}
+		return fmt.Sprintf("field %s: cannot take a JSON %s", field, typ.Value)
 	}
 	var tm *time.ParseError
 	if errors.As(err, &tm) {

@@ -54,6 +54,9 @@ func (q *Queue) Accept(alerts []Alert) error {
 // ctx ends.
 func (q *Queue) Next(ctx context.Context) (Alert, bool) {
 	for {
+		if ctx.Err() != nil {
+			return Alert{}, false
+		}
 		q.mu.Lock()
 		if q.size > 0 {
 			a := q.items[q.head]
