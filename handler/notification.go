@@ -152,3 +152,38 @@ func (n *Notification) Split(receivedAt time.Time) []remediate.Alert {
 	}
 	return out
 }
+
+// DecodeAlerts reads the alerts a plan is asked for: a webhook body, or a JSON list of
+// alerts as they appear in one. Alerts of a list default to firing, starting now.
+func DecodeAlerts(body []byte, now time.Time) ([]remediate.Alert, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 || trimmed[0] != '[' {
+		n, err := DecodeNotification(body)
+		if err != nil {
+			return nil, err
+		}
+		return n.Split(now), nil
+	}
+	var list []template.Alert
+	if err := json.Unmarshal(trimmed, &list); err != nil {
+		return nil, &InvalidError{Reason: reasonMalformed, Msg: "malformed JSON: " + describeJSONError(err)}
+	}
+	if len(list) == 0 {
+		return nil, &InvalidError{Reason: reasonInvalid, Msg: "alerts: required, at least one"}
+	}
+	out := make([]remediate.Alert, len(list))
+	for i := range list {
+		a := &list[i]
+		if a.Status == "" {
+			a.Status = remediate.StatusFiring
+		}
+		if a.StartsAt.IsZero() {
+			a.StartsAt = now
+		}
+		if err := validateAlert(a); err != nil {
+			return nil, &InvalidError{Reason: reasonInvalid, Msg: fmt.Sprintf("[%d].%s", i, err)}
+		}
+		out[i] = remediate.Alert{Alert: *a, ReceivedAt: now}
+	}
+	return out, nil
+}

@@ -49,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	commands := map[string]func(context.Context) int{}
 	registerServe(app, commands, stdout, stderr)
+	registerCheck(app, commands, stdout, stderr)
+	registerPlan(app, commands, stdout, stderr)
 	registerVersion(app, commands, stdout)
 
 	cmd, err := app.Parse(args)

@@ -77,17 +77,14 @@ func loadConfig(file string) (*config.Config, error) {
 }
 
 func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
-	cfg, err := loadConfig(f.configFile)
+	cfg, rules, err := loadAll(f.configFile)
 	if err != nil {
-		return fmt.Errorf("loading configuration:\n%w", err)
+		return err
 	}
 	if err := os.MkdirAll(f.storagePath, 0o700); err != nil {
 		return fmt.Errorf("creating storage directory: %w", err)
 	}
-	if err := ensureCredential(cfg, f.storagePath, logger); err != nil {
-		return err
-	}
-	auth, err := handler.NewAuthenticator(cfg.Webhook.Auth, cfg.TLS, cfg.Resolve)
+	settings, err := loadSettings(cfg, f.storagePath, logger)
 	if err != nil {
 		return err
 	}
@@ -95,15 +92,34 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	reg := newRegistry()
 	queue := remediate.NewQueue(cfg.Queue.Size)
 	queue.Register(reg)
-	workers := remediate.NewWorkers(queue, logProcessor(logger.Named("remediate")), cfg.Queue.Workers, logger)
+	engine := remediate.NewEngine(rules, reg, logger.Named("remediate"))
+	workers := remediate.NewWorkers(queue, engine, cfg.Queue.Workers, logger)
 	srv := handler.New(handler.Options{
 		WebhookPath: cfg.Webhook.Path,
-		Settings:    settingsFrom(cfg, auth),
+		Settings:    settings,
 		Intake:      queue,
 		Registry:    reg,
 		Logger:      logger.Named("handler"),
 	})
+	rl := newReloader(f, cfg, engine, srv, reg, logger)
+	srv.EnablePlan(engine)
+	srv.EnableReload(rl.reload)
+	stopReloads := rl.onSIGHUP()
+	defer stopReloads()
+
 	return listenAndServe(ctx, cfg, f.listenAddress, srv, workers, logger)
+}
+
+// loadSettings makes sure a credential exists and reads it.
+func loadSettings(cfg *config.Config, storage string, logger *zap.Logger) (handler.Settings, error) {
+	if err := ensureCredential(cfg, storage, logger); err != nil {
+		return handler.Settings{}, err
+	}
+	auth, err := handler.NewAuthenticator(cfg.Webhook.Auth, cfg.TLS, cfg.Resolve)
+	if err != nil {
+		return handler.Settings{}, err
+	}
+	return settingsFrom(cfg, auth), nil
 }
 
 func settingsFrom(cfg *config.Config, auth *handler.Authenticator) handler.Settings {
@@ -154,14 +170,6 @@ func writeToken(path string) error {
 		return fmt.Errorf("writing generated token: %w", err)
 	}
 	return nil
-}
-
-func logProcessor(logger *zap.Logger) remediate.Processor {
-	return remediate.ProcessorFunc(func(_ context.Context, a remediate.Alert) {
-		logger.Info("alert received",
-			zap.String("alertname", a.Name()), zap.String("instance", a.Instance()),
-			zap.String("status", a.Status), zap.String("fingerprint", a.Fingerprint))
-	})
 }
 
 func listenAndServe(ctx context.Context, cfg *config.Config, addr string, srv *handler.Server,

@@ -249,10 +249,7 @@ func unknownKeyMessage(key string, fields map[string]reflect.Type) string {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	if guess := closest(key, names); guess != "" {
-		return fmt.Sprintf("unknown key %q (did you mean %q?)", key, guess)
-	}
-	return fmt.Sprintf("unknown key %q", key)
+	return fmt.Sprintf("unknown key %q%s", key, Suggest(key, names))
 }
 
 // structFields maps the YAML names of t's fields, inlined ones included, to their types.
@@ -303,15 +300,19 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// closest returns the candidate within two edits of s, if there is one.
-func closest(s string, candidates []string) string {
+// Suggest returns ` (did you mean "x"?)` when a candidate is within two edits of s, and
+// "" otherwise.
+func Suggest(s string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		if d := editDistance(s, c); d < bestDist {
 			best, bestDist = c, d
 		}
 	}
-	return best
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
 func editDistance(a, b string) int {

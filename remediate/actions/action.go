@@ -104,7 +104,7 @@ type Env struct {
 type Action interface {
 	Spec() Spec
 	// Request describes the request Run would send with p.
-	Request(p Params) (Request, error)
+	Request(p Params, env Env) (Request, error)
 	// Run does it and returns its facts.
 	Run(ctx context.Context, p Params, env Env) (Facts, error)
 }
