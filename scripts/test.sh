@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Runs every check remediator's tests need, from any working directory: installs the
+# peers the tests run against when they are missing, starts shared services (stopped
+# again on exit), then runs go vet, the tests with the race detector, and each fuzz
+# target briefly. Safe to run again and again; quick once the tools are installed.
+#
+# Environment:
+#   FUZZTIME  how long each fuzz target runs (default 10s)
+#   CI=true   makes tests fail, instead of skip, when a peer is missing
+set -euo pipefail
+
+readonly alertmanager_version=0.31.1
+readonly alertmanager_module=github.com/prometheus/alertmanager
+fuzztime=${FUZZTIME:-10s}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/remediator-test.XXXXXX")
+service_pids=()
+
+section() {
+	printf '\n==> %s\n' "$*"
+}
+
+# stop_services ends every service start_service launched, then removes the work folder.
+stop_services() {
+	local pid
+	for pid in "${service_pids[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || continue
+		for _ in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap stop_services EXIT
+
+# start_service NAME COMMAND... runs COMMAND in the background, its output in
+# $work/NAME.log, and has it stopped when the script exits.
+start_service() {
+	local name=$1
+	shift
+	"$@" >"$work/$name.log" 2>&1 &
+	service_pids+=("$!")
+	echo "started $name (pid $!, log $work/$name.log)"
+}
+
+require_go() {
+	if ! command -v go >/dev/null 2>&1; then
+		echo "go not found on PATH: install Go $(sed -n 's/^go //p' go.mod) or newer" >&2
+		exit 1
+	fi
+	go version
+}
+
+# go_bin_dir is where go install puts binaries.
+go_bin_dir() {
+	local gobin
+	gobin=$(go env GOBIN)
+	if [[ -n $gobin ]]; then
+		echo "$gobin"
+		return
+	fi
+	local gopath
+	gopath=$(go env GOPATH)
+	echo "${gopath%%:*}/bin"
+}
+
+# is_alertmanager_version BIN tells whether BIN is Alertmanager $alertmanager_version.
+# go install leaves --version empty, so the module version Go recorded counts too.
+is_alertmanager_version() {
+	local bin=$1
+	[[ -x $bin ]] || return 1
+	local recorded="^[[:space:]]+mod[[:space:]]+$alertmanager_module[[:space:]]+v$alertmanager_version([[:space:]]|$)"
+	if go version -m "$bin" 2>/dev/null | grep -Eq "$recorded"; then
+		return 0
+	fi
+	"$bin" --version 2>&1 | grep -q "version $alertmanager_version "
+}
+
+install_alertmanager() {
+	local bin
+	bin="$(go_bin_dir)/alertmanager"
+	if is_alertmanager_version "$bin"; then
+		echo "Alertmanager $alertmanager_version already at $bin"
+	else
+		echo "installing Alertmanager $alertmanager_version into $(go_bin_dir)"
+		go install "$alertmanager_module/cmd/alertmanager@v$alertmanager_version"
+		if ! is_alertmanager_version "$bin"; then
+			echo "go install did not leave Alertmanager $alertmanager_version at $bin" >&2
+			exit 1
+		fi
+	fi
+	export REMEDIATOR_ALERTMANAGER_BIN=$bin
+}
+
+# start_services starts the peers that tests share. Alertmanager is not one of them:
+# each test starts its own, with its own configuration.
+start_services() {
+	echo "no shared services; each test starts its own Alertmanager"
+}
+
+# run_fuzz_targets runs every func FuzzXxx in the repository's tests, one at a time:
+# go test -fuzz accepts a single target per run.
+run_fuzz_targets() {
+	local found=0 file name dir
+	while IFS=: read -r file name; do
+		dir=$(dirname "$file")
+		found=$((found + 1))
+		echo "--- $name in ./$dir for $fuzztime"
+		go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" "./$dir"
+	done < <(grep -rEo --include='*_test.go' --exclude-dir=.git --exclude-dir=vendor \
+		'^func Fuzz[A-Za-z0-9_]*\(' . | sed -E 's#^\./##; s#:func (Fuzz[A-Za-z0-9_]*)\($#:\1#' | sort)
+	if ((found == 0)); then
+		echo "no fuzz targets found"
+	fi
+}
+
+main() {
+	local started=$SECONDS
+
+	section "tools"
+	require_go
+	install_alertmanager
+
+	section "services"
+	start_services
+
+	section "go vet"
+	go vet ./...
+
+	section "go test -race"
+	go test -race -count=1 ./...
+
+	section "fuzz"
+	run_fuzz_targets
+
+	section "all checks passed in $((SECONDS - started))s"
+}
+
+main "$@"
