@@ -303,12 +303,12 @@ func (c *checker) params(path string, s *Step, earlier stepFacts) {
 		mergeDeps(s.deps, pv.deps())
 	}
 	for _, decl := range s.spec.Params {
-		if _, given := s.params[decl.Name]; given {
+		if _, given := s.With[decl.Name]; given {
 			continue
 		}
 		switch {
 		case decl.Required:
-			c.add(path, "parameter %q is required by %s", decl.Name, s.Action)
+			c.add(path+"."+decl.Name, "required by %s", s.Action)
 		case decl.Default != nil:
 			s.params[decl.Name] = &paramValue{typ: decl.Type, literal: decl.Default}
 		}
