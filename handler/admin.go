@@ -84,3 +84,56 @@ func (s *Server) EnableReload(reload func() error) {
 		_, _ = w.Write([]byte("{\"status\":\"reloaded\"}\n"))
 	}))
 }
+
+// Pauser pauses and resumes policies.
+type Pauser interface {
+	Pause(ctx context.Context, policy, by string) error
+	Resume(ctx context.Context, policy string) error
+	Paused(ctx context.Context) (map[string]string, error)
+}
+
+// EnablePause serves POST /-/pause and POST /-/resume (?policy=NAME for one policy,
+// none for all) and GET /-/pause (the pauses in force), authenticated like the webhook.
+func (s *Server) EnablePause(p Pauser) {
+	s.Handle("/-/pause", handlerAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.servePause(w, r, p, true)
+	}))
+	s.Handle("/-/resume", handlerAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.servePause(w, r, p, false)
+	}))
+}
+
+func (s *Server) servePause(w http.ResponseWriter, r *http.Request, p Pauser, pause bool) {
+	if !s.Authenticate(w, r) {
+		return
+	}
+	policy := r.URL.Query().Get("policy")
+	var err error
+	switch {
+	case r.Method == http.MethodGet && pause:
+		// listing only
+	case r.Method != http.MethodPost:
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: use POST")
+		return
+	case pause:
+		err = p.Pause(r.Context(), policy, "admin API from "+r.RemoteAddr)
+	default:
+		err = p.Resume(r.Context(), policy)
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if r.Method == http.MethodPost {
+		s.logger.Warn("remediation pause changed", zap.Bool("paused", pause), zap.String("policy", policy),
+			zap.String("remote", r.RemoteAddr))
+	}
+	paused, err := p.Paused(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"paused": paused})
+}

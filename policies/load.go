@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/prometheus/alertmanager/matcher/compat"
@@ -162,6 +163,7 @@ func (c *checker) policy(path string, p *Policy) {
 	}
 	c.matchers(path, p)
 	c.statuses(path, p)
+	applyDefaults(p)
 	if p.Mode != "" && p.Mode != config.ModeDryRun && p.Mode != config.ModeLive {
 		c.add(path+".mode", "must be %q or %q, not %q", config.ModeDryRun, config.ModeLive, p.Mode)
 	}
@@ -198,9 +200,6 @@ func (c *checker) matchers(path string, p *Policy) {
 }
 
 func (c *checker) statuses(path string, p *Policy) {
-	if len(p.Statuses) == 0 {
-		p.Statuses = []string{"firing"}
-	}
 	for i, s := range p.Statuses {
 		if s != "firing" && s != "resolved" {
 			c.add(fmt.Sprintf("%s.statuses[%d]", path, i), "must be firing or resolved, not %q", s)
@@ -229,10 +228,51 @@ func (c *checker) guards(path string, g *Guards) {
 	default:
 		c.add(path+".on_resolved", "must be cancel, verify or ignore, not %q", g.OnResolved)
 	}
-	if g.Target != "" {
-		if _, err := parseTemplate(g.Target, stepFacts{}); err != nil {
-			c.add(path+".target", "%v", err)
-		}
+	t, err := parseTemplate(g.Target, stepFacts{})
+	if err != nil {
+		c.add(path+".target", "%v", err)
+	}
+	g.target = t
+}
+
+// Guard defaults, applied here and nowhere else.
+const (
+	defaultCooldown   = config.Duration(time.Hour)
+	defaultLeaseTTL   = config.Duration(15 * time.Minute)
+	defaultFailures   = 3
+	defaultBreakerFor = config.Duration(time.Hour)
+	defaultTarget     = "{{ .Labels.instance }}"
+)
+
+// applyDefaults fills what the policy left out.
+func applyDefaults(p *Policy) {
+	g := &p.Guards
+	if g.Dedup == nil {
+		yes := true
+		g.Dedup = &yes
+	}
+	if g.Cooldown == nil {
+		d := defaultCooldown
+		g.Cooldown = &d
+	}
+	if g.LeaseTTL == nil {
+		d := defaultLeaseTTL
+		g.LeaseTTL = &d
+	}
+	if g.Breaker == nil {
+		g.Breaker = &Breaker{Failures: defaultFailures, OpenFor: defaultBreakerFor}
+	}
+	if g.OnResolved == "" {
+		g.OnResolved = OnResolvedCancel
+	}
+	if g.Target == "" {
+		g.Target = defaultTarget
+	}
+	if len(p.Statuses) == 0 {
+		p.Statuses = []string{"firing"}
+	}
+	if g.OnResolved == OnResolvedVerify && !slices.Contains(p.Statuses, "resolved") {
+		p.Statuses = append(p.Statuses, "resolved")
 	}
 }
 
@@ -341,8 +381,9 @@ func mergeDeps(into, from map[string]bool) {
 }
 
 // ImplicitFacts are the facts every step has besides its action's: ok (it executed),
-// error (why it failed) and decision (executed, skipped or failed).
-var ImplicitFacts = []string{"ok", "error", "decision"}
+// error (why it failed), decision (executed, skipped or failed) and reason (why it was
+// skipped or failed: "condition is false", "budget letsencrypt:example.test 4/4 in 168h").
+var ImplicitFacts = []string{"ok", "error", "decision", "reason"}
 
 func factNames(s actions.Spec) []string {
 	out := make([]string, 0, len(s.Facts)+len(ImplicitFacts))
@@ -389,4 +430,14 @@ func (b *Budget) RenderKey(sc *Scope) (string, error) {
 		return "", fmt.Errorf("budget key: %w", err)
 	}
 	return strings.TrimSpace(k), nil
+}
+
+// RenderTarget renders what one run of the policy works on, for leases, cooldowns and
+// run budgets.
+func (p *Policy) RenderTarget(sc *Scope) (string, error) {
+	t, err := p.Guards.target.render(sc)
+	if err != nil {
+		return "", fmt.Errorf("guards.target: %w", err)
+	}
+	return strings.TrimSpace(t), nil
 }

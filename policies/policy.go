@@ -69,6 +69,8 @@ type Guards struct {
 	// Target is the template naming what one run works on, for leases, cooldowns and
 	// budgets. Default "{{ .Labels.instance }}".
 	Target string `yaml:"target"`
+
+	target *textTemplate
 }
 
 // Window is a count over a sliding window of time.

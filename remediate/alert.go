@@ -23,6 +23,8 @@ type Alert struct {
 	ExternalURL string
 	// ReceivedAt is when the notification was accepted.
 	ReceivedAt time.Time
+	// IntakeKey is where the durable intake keeps the alert until it is handled.
+	IntakeKey string `json:"-"`
 }
 
 // Alert statuses, as Alertmanager writes them.

@@ -8,6 +8,7 @@ type engineMetrics struct {
 	runs       *prometheus.CounterVec
 	steps      *prometheus.CounterVec
 	runSeconds *prometheus.HistogramVec
+	skips      *prometheus.CounterVec
 }
 
 func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
@@ -25,8 +26,12 @@ func newEngineMetrics(reg prometheus.Registerer) *engineMetrics {
 			Help:    "Time runs took, by policy.",
 			Buckets: []float64{.01, .05, .1, .5, 1, 5, 10, 30, 60, 120, 300, 600},
 		}, []string{"policy"}),
+		skips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "remediator_skips_total",
+			Help: "Runs and steps the guards kept from happening, by policy and reason.",
+		}, []string{"policy", "reason"}),
 	}
-	reg.MustRegister(m.runs, m.steps, m.runSeconds)
+	reg.MustRegister(m.runs, m.steps, m.runSeconds, m.skips)
 	return m
 }
 
@@ -38,6 +43,9 @@ func (m *engineMetrics) init(rules *Rules) {
 			m.runs.WithLabelValues(name, o)
 		}
 		m.runSeconds.WithLabelValues(name)
+		for _, r := range skipReasons {
+			m.skips.WithLabelValues(name, r)
+		}
 	}
 	for _, action := range rules.Actions.Names() {
 		for _, d := range decisions {

@@ -48,6 +48,9 @@ func (pw *planWriter) alert(ap *AlertPlan) {
 
 func (pw *planWriter) run(r *RunReport) {
 	pw.printf("  policy %s (%s, run %s)\n", r.Policy, r.Mode, r.ID)
+	if r.SkipReason != "" {
+		pw.printf("    %s; the steps below show what it would do otherwise\n", r.SkipReason)
+	}
 	if s := r.Silence; s != nil {
 		pw.printf("    silence of the alert while running: %s\n", s.Decision)
 	}

@@ -18,12 +18,13 @@ var ErrQueueClosed = errors.New("queue closed")
 // Queue holds accepted alerts until a worker takes them. It is bounded, and takes all of
 // a notification's alerts or none of them.
 type Queue struct {
-	mu     sync.Mutex
-	items  []Alert
-	head   int
-	size   int
-	closed bool
-	ready  chan struct{} // signalled when items arrive or the queue closes
+	mu       sync.Mutex
+	items    []Alert
+	head     int
+	size     int
+	reserved int // slots promised to notifications being made durable
+	closed   bool
+	ready    chan struct{} // signalled when items arrive or the queue closes
 }
 
 // NewQueue returns a queue that holds up to capacity alerts.
@@ -33,21 +34,49 @@ func NewQueue(capacity int) *Queue {
 
 // Accept adds all of alerts, or none of them when they do not fit.
 func (q *Queue) Accept(alerts []Alert) error {
+	if err := q.Reserve(len(alerts)); err != nil {
+		return err
+	}
+	q.Commit(alerts)
+	return nil
+}
+
+// Reserve promises room for n alerts, so that they can be made durable before they are
+// queued with Commit; Unreserve gives the room back when that fails.
+func (q *Queue) Reserve(n int) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 
 	if q.closed {
 		return ErrQueueClosed
 	}
-	if q.size+len(alerts) > len(q.items) {
+	if q.size+q.reserved+n > len(q.items) {
 		return ErrQueueFull
 	}
+	q.reserved += n
+	return nil
+}
+
+// Unreserve gives back room promised by Reserve.
+func (q *Queue) Unreserve(n int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
+	q.reserved -= n
+}
+
+// Commit queues alerts into room promised by Reserve. It queues them even after Close,
+// since they were accepted before.
+func (q *Queue) Commit(alerts []Alert) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+
 	for _, a := range alerts {
 		q.items[(q.head+q.size)%len(q.items)] = a
 		q.size++
 	}
+	q.reserved -= len(alerts)
 	q.signal()
-	return nil
 }
 
 // Next waits for an alert. It returns false once the queue is closed and empty, or when

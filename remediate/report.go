@@ -29,9 +29,11 @@ var decisions = []Decision{DecisionExecuted, DecisionPlanned, DecisionSkipped, D
 const (
 	OutcomeSucceeded = "succeeded"
 	OutcomeFailed    = "failed"
+	// OutcomeCancelled: the alert resolved and the run stopped before its next mutating step.
+	OutcomeCancelled = "cancelled"
 )
 
-var outcomes = []string{OutcomeSucceeded, OutcomeFailed}
+var outcomes = []string{OutcomeSucceeded, OutcomeFailed, OutcomeCancelled}
 
 // AlertRef identifies the alert a run is for.
 type AlertRef struct {
@@ -81,7 +83,10 @@ type RunReport struct {
 	Started  time.Time      `json:"started"`
 	Finished time.Time      `json:"finished"`
 	Silence  *SilenceReport `json:"silence,omitempty"`
-	Steps    []StepReport   `json:"steps"`
+	// Skipped is the guard that would keep this run from starting, in a plan.
+	Skipped    string       `json:"skipped,omitempty"`
+	SkipReason string       `json:"skip_reason,omitempty"`
+	Steps      []StepReport `json:"steps"`
 }
 
 // AlertPlan is what the policies would do for one alert.

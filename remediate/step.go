@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"go.uber.org/zap"
@@ -11,6 +12,7 @@ import (
 	"github.com/remediator/remediator/config"
 	"github.com/remediator/remediator/policies"
 	"github.com/remediator/remediator/remediate/actions"
+	"github.com/remediator/remediator/state"
 )
 
 // step runs one step: checks its dependencies and condition, renders its parameters,
@@ -30,13 +32,14 @@ func recordFacts(rs *runState, sr *StepReport) {
 	if sr.Decision == DecisionPlanned || rs.planned[sr.ID] {
 		return
 	}
-	facts := make(actions.Facts, len(sr.Facts)+3)
+	facts := make(actions.Facts, len(sr.Facts)+4)
 	for k, v := range sr.Facts {
 		facts[k] = v
 	}
 	facts["ok"] = sr.Decision == DecisionExecuted
 	facts["error"] = sr.Error
 	facts["decision"] = string(sr.Decision)
+	facts["reason"] = sr.Reason
 	rs.scope.SetFacts(sr.ID, facts)
 }
 
@@ -66,18 +69,106 @@ func (e *Engine) decide(ctx context.Context, rs *runState, step *policies.Step) 
 		return failed(sr, reasonOf(err), fmt.Errorf("describing request: %w", err))
 	}
 	sr.Request = &req
-	if step.Mutates() && rs.mode != config.ModeLive {
+	if !step.Mutates() {
+		return e.execute(ctx, sr, action, params, env)
+	}
+	return e.mutate(ctx, rs, step, sr, action, params, env)
+}
+
+// mutate runs a mutating step behind its guards: resolution, a crash before, its budget,
+// and dry-run. The call is journalled before it is made, so a crash during it is known.
+func (e *Engine) mutate(ctx context.Context, rs *runState, step *policies.Step, sr StepReport,
+	action actions.Action, params actions.Params, env actions.Env) StepReport {
+	if rs.policy.Guards.OnResolved == policies.OnResolvedCancel && rs.alert.Status == StatusFiring &&
+		e.intake != nil && e.intake.Resolved(rs.alert) {
+		e.metrics.skips.WithLabelValues(rs.policy.Name, SkipResolved).Inc()
+		return skipped(sr, reasonResolved)
+	}
+	if done, ok := rs.record.Done[step.ID]; ok {
+		sr.Decision, sr.Facts, sr.Error, sr.Reason = done.Decision, done.Facts, done.Error, reasonDoneBefore
+		return sr
+	}
+	if rs.unknown[step.ID] {
+		return failed(sr, reasonOutcomeUnknown, errors.New("called before a restart, outcome never recorded"))
+	}
+	if skip, msg, err := e.spend(ctx, rs, step); err != nil || skip {
+		if err != nil {
+			return failed(sr, actions.ReasonUnavailable, fmt.Errorf("reserving budget: %w", err))
+		}
+		e.metrics.skips.WithLabelValues(rs.policy.Name, SkipBudget).Inc()
+		return skipped(sr, msg)
+	}
+	if rs.mode != config.ModeLive {
 		rs.planned[step.ID] = true
 		sr.Decision, sr.Reason = DecisionPlanned, "dry-run"
 		return sr
 	}
+	if err := e.journal(ctx, rs, step.ID, nil); err != nil {
+		return failed(sr, actions.ReasonUnavailable, fmt.Errorf("journalling the call: %w", err))
+	}
+	sr = e.execute(ctx, sr, action, params, env)
+	if ctx.Err() != nil {
+		// interrupted: whether the call took effect is unknown, and stays so in the journal
+		return sr
+	}
+	if err := e.journal(ctx, rs, step.ID, &sr); err != nil {
+		rs.logger.Error("journalling an outcome failed", zap.String(keyStep, step.ID), zap.Error(err))
+	}
+	return sr
+}
 
+// execute calls the action once.
+func (e *Engine) execute(ctx context.Context, sr StepReport, action actions.Action, params actions.Params,
+	env actions.Env) StepReport {
 	facts, err := action.Run(ctx, params, env)
 	if err != nil {
 		return failed(sr, reasonOf(err), err)
 	}
 	sr.Decision, sr.Facts = DecisionExecuted, facts
 	return sr
+}
+
+// spend reserves the step's budget before the call (in dry-run it only looks), so that a
+// crash after the call still counts it. It reports whether the step must be skipped.
+func (e *Engine) spend(ctx context.Context, rs *runState, step *policies.Step) (bool, string, error) {
+	b := step.Budget
+	if b == nil {
+		return false, "", nil
+	}
+	key, err := b.RenderKey(rs.scope)
+	if err != nil {
+		return false, "", err
+	}
+	var r state.Reservation
+	if rs.mode == config.ModeLive {
+		r, err = e.store.Reserve(ctx, "budget:"+key, rs.report.ID+"/"+step.ID, b.Max, b.Per.Std())
+	} else {
+		r, err = e.store.Uses(ctx, "budget:"+key, b.Per.Std())
+		r.OK = r.Used < b.Max
+	}
+	if err != nil || r.OK {
+		return false, "", err
+	}
+	msg := budgetMessage(key, r.Used, b.Max, b.Per.Std())
+	if rs.mode != config.ModeLive {
+		msg = "would be skipped: " + msg
+	}
+	return true, msg, nil
+}
+
+// journal records that a mutating step is being called (sr nil) or how it ended.
+func (e *Engine) journal(ctx context.Context, rs *runState, id string, sr *StepReport) error {
+	rec := rs.record
+	if sr == nil {
+		rec.InFlight = append(rec.InFlight, id)
+		return e.saveRun(ctx, rec)
+	}
+	rec.InFlight = slices.DeleteFunc(rec.InFlight, func(s string) bool { return s == id })
+	if rec.Done == nil {
+		rec.Done = map[string]doneStep{}
+	}
+	rec.Done[id] = doneStep{Decision: sr.Decision, Facts: sr.Facts, Error: sr.Error}
+	return e.saveRun(ctx, rec)
 }
 
 func plannedDependency(rs *runState, step *policies.Step) string {

@@ -74,9 +74,5 @@ func (w *Workers) Stop(ctx context.Context) []Alert {
 
 	w.cancel()
 	<-done
-	left := w.queue.Drain()
-	if len(left) > 0 {
-		w.logger.Error("grace period over; alerts left unhandled", zap.Int("alerts", len(left)))
-	}
-	return left
+	return w.queue.Drain()
 }

@@ -37,3 +37,9 @@ func TestBoltRefusesASecondProcess(t *testing.T) {
 		t.Fatal("a second writer opened the store")
 	}
 }
+
+func TestMemoryConformance(t *testing.T) {
+	statetest.Run(t, statetest.Opener{
+		Open: func(t *testing.T, c *statetest.Clock) state.Store { return state.NewMemory(c.Now) },
+	})
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/remediator/remediator/config"
 	"github.com/remediator/remediator/handler"
 	"github.com/remediator/remediator/remediate"
+	"github.com/remediator/remediator/state"
 )
 
 // defaultListenAddress is where serve listens unless told otherwise.
@@ -88,22 +89,40 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	store, err := state.OpenBolt(f.storagePath, state.BoltOptions{})
+	if err != nil {
+		return fmt.Errorf("opening the state store: %w", err)
+	}
+	defer func() { _ = store.Close() }()
 
+	pending, err := remediate.Restore(ctx, store)
+	if err != nil {
+		return fmt.Errorf("reading alerts accepted before a restart: %w", err)
+	}
 	reg := newRegistry()
-	queue := remediate.NewQueue(cfg.Queue.Size)
+	queue := remediate.NewQueue(cfg.Queue.Size + len(pending))
 	queue.Register(reg)
-	engine := remediate.NewEngine(rules, reg, logger.Named("remediate"))
+	intake := remediate.NewIntake(store, queue, logger.Named("intake"))
+	engine := remediate.NewEngine(rules, reg, logger.Named("remediate"),
+		remediate.WithStore(store), remediate.WithIntake(intake))
+	if err := intake.Requeue(pending); err != nil {
+		return fmt.Errorf("queueing alerts accepted before a restart: %w", err)
+	}
+	if len(pending) > 0 {
+		logger.Info("resuming alerts accepted before a restart", zap.Int("alerts", len(pending)))
+	}
 	workers := remediate.NewWorkers(queue, engine, cfg.Queue.Workers, logger)
 	srv := handler.New(handler.Options{
 		WebhookPath: cfg.Webhook.Path,
 		Settings:    settings,
-		Intake:      queue,
+		Intake:      intake,
 		Registry:    reg,
 		Logger:      logger.Named("handler"),
 	})
 	rl := newReloader(f, cfg, engine, srv, reg, logger)
 	srv.EnablePlan(engine)
 	srv.EnableReload(rl.reload)
+	srv.EnablePause(engine)
 	stopReloads := rl.onSIGHUP()
 	defer stopReloads()
 
@@ -223,9 +242,9 @@ func shutdown(grace time.Duration, hs *http.Server, srv *handler.Server, workers
 	if err := hs.Shutdown(ctx); err != nil {
 		logger.Warn("requests still in flight at the end of the grace period", zap.Error(err))
 	}
-	left := workers.Stop(ctx)
-	if len(left) > 0 {
-		return fmt.Errorf("stopping: %d accepted alerts were not handled within the grace period", len(left))
+	if left := workers.Stop(ctx); len(left) > 0 {
+		logger.Warn("grace period over; unhandled alerts stay in the intake for the next start",
+			zap.Int("alerts", len(left)))
 	}
 	logger.Info("stopped")
 	return nil
