@@ -166,7 +166,7 @@ func (e *Engine) planPolicy(ctx context.Context, rules *Rules, p *policies.Polic
 	sc := policies.NewScope(a.Alert, "", p.Name, start)
 	adm, err := e.admit(ctx, p, a, sc, true)
 	if err != nil {
-		adm = &admission{msg: "guards unknown: " + err.Error()}
+		adm = &admission{peek: true, msg: "guards unknown: " + err.Error()}
 	}
 	adm.record = &runRecord{ID: newRunID(start), Policy: p.Name, Target: adm.target, Started: start}
 	rep := e.run(ctx, rules, p, a, config.ModeDryRun, adm)
@@ -206,6 +206,7 @@ type runState struct {
 	scope   *policies.Scope
 	report  *RunReport
 	record  *runRecord
+	peek    bool            // a plan: no skip is counted
 	unknown map[string]bool // mutating steps called before a crash, outcome never recorded
 	planned map[string]bool
 	logger  *zap.Logger
@@ -215,7 +216,7 @@ func (e *Engine) run(ctx context.Context, rules *Rules, p *policies.Policy, a *A
 	adm *admission) *RunReport {
 	rec := adm.record
 	rs := &runState{
-		rules: rules, policy: p, alert: a, mode: mode, record: rec,
+		rules: rules, policy: p, alert: a, mode: mode, record: rec, peek: adm.peek,
 		scope:   policies.NewScope(a.Alert, rec.ID, p.Name, e.now()),
 		report:  &RunReport{ID: rec.ID, Policy: p.Name, Mode: mode, Alert: refOf(a), Started: e.now(), Steps: []StepReport{}},
 		unknown: map[string]bool{},

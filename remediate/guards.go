@@ -36,6 +36,7 @@ type admission struct {
 	target string
 	occKey string     // the dedup key of the alert occurrence
 	record *runRecord // the run admitted: new, or resumed after a crash
+	peek   bool       // a plan: nothing is written or counted
 }
 
 // guardCheck is one link of the admission chain: it returns a skip reason and message,
@@ -53,7 +54,7 @@ type guardCtx struct {
 // admit runs the guards in order. With peek it only reads, for plans.
 func (e *Engine) admit(ctx context.Context, p *policies.Policy, a *Alert, sc *policies.Scope,
 	peek bool) (*admission, error) {
-	adm := &admission{}
+	adm := &admission{peek: peek}
 	target, err := p.RenderTarget(sc)
 	if err != nil || target == "" {
 		adm.skip, adm.msg = SkipNoTarget, fmt.Sprintf("no target to guard: %v", err)
@@ -196,7 +197,15 @@ func runBudgetKey(g *guardCtx) string { return "runs:" + g.policy.Name + ":" + g
 
 // budgetMessage reads "budget letsencrypt:example.com 4/4 in 168h".
 func budgetMessage(key string, used, max int, per time.Duration) string {
-	return fmt.Sprintf("budget %s %d/%d in %s", key, used, max, per)
+	return fmt.Sprintf("budget %s %d/%d in %s", key, used, max, shortDuration(per))
+}
+
+// shortDuration writes whole hours as "168h" and anything else as Go does.
+func shortDuration(d time.Duration) string {
+	if d > 0 && d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
 }
 
 // claim takes the target's lease, the run budget and the occurrence, and records the

@@ -46,6 +46,10 @@ const (
 
 // recordStep records a step's decision; an executed escalation is recorded as escalated.
 func (e *Engine) recordStep(rs *runState, sr *StepReport) error {
+	if rs.peek {
+		// plans are previews: nothing of them goes to the audit log
+		return nil
+	}
 	decision := string(sr.Decision)
 	if sr.Decision == DecisionExecuted && sr.Action == "escalate" {
 		decision = "escalated"

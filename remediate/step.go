@@ -81,7 +81,7 @@ func (e *Engine) mutate(ctx context.Context, rs *runState, step *policies.Step, 
 	action actions.Action, params actions.Params, env actions.Env) StepReport {
 	if rs.policy.Guards.OnResolved == policies.OnResolvedCancel && rs.alert.Status == StatusFiring &&
 		e.intake != nil && e.intake.Resolved(rs.alert) {
-		e.metrics.skips.WithLabelValues(rs.policy.Name, SkipResolved).Inc()
+		e.countSkip(rs, SkipResolved)
 		return skipped(sr, reasonResolved)
 	}
 	if done, ok := rs.record.Done[step.ID]; ok {
@@ -95,7 +95,7 @@ func (e *Engine) mutate(ctx context.Context, rs *runState, step *policies.Step, 
 		if err != nil {
 			return failed(sr, actions.ReasonUnavailable, fmt.Errorf("reserving budget: %w", err))
 		}
-		e.metrics.skips.WithLabelValues(rs.policy.Name, SkipBudget).Inc()
+		e.countSkip(rs, SkipBudget)
 		return skipped(sr, msg)
 	}
 	if rs.mode != config.ModeLive {
@@ -220,5 +220,11 @@ func (e *Engine) logStep(rs *runState, sr *StepReport) {
 		if ce := rs.logger.Check(zap.DebugLevel, "step done"); ce != nil {
 			ce.Write(fields...)
 		}
+	}
+}
+
+func (e *Engine) countSkip(rs *runState, reason string) {
+	if !rs.peek {
+		e.metrics.skips.WithLabelValues(rs.policy.Name, reason).Inc()
 	}
 }
