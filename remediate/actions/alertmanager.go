@@ -127,9 +127,13 @@ func decodeAlertmanagerResponse(resp *http.Response, method, path string, out an
 		switch {
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 			reason = ReasonDenied
+		case resp.StatusCode == http.StatusNotFound:
+			reason = ReasonNotFound
+		case resp.StatusCode == http.StatusTooManyRequests:
+			reason = ReasonThrottled
 		case resp.StatusCode >= 500:
 			reason = ReasonUnavailable
-		case resp.StatusCode == http.StatusBadRequest:
+		case resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusUnprocessableEntity:
 			reason = ReasonInvalid
 		}
 		return &StepError{Reason: reason, Err: fmt.Errorf("alertmanager %s %s: %s: %s", method, path,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -60,25 +61,30 @@ func (e *escalate) alert(p Params, env Env) (PostableAlert, error) {
 	if lbls == nil {
 		lbls = map[string]string{}
 	}
-	if orig := lbls["alertname"]; orig != "" {
-		lbls[labelOriginalAlertname] = orig
-	}
-	lbls["alertname"] = p.String("alertname")
-	lbls[labelPolicy] = env.Policy
-	if err := mergeStrings(lbls, p["labels"], "labels"); err != nil {
+	if err := mergeStrings(lbls, p["labels"], "labels",
+		"alertname", labelOriginalAlertname, labelPolicy); err != nil {
 		return PostableAlert{}, err
 	}
+	if orig := env.Alert.Labels["alertname"]; orig != "" {
+		lbls[labelOriginalAlertname] = orig
+	}
+	name := p.String("alertname")
+	if name == "" {
+		return PostableAlert{}, Invalid("alertname: must not be empty")
+	}
+	lbls["alertname"] = name
+	lbls[labelPolicy] = env.Policy
 
 	ann := maps.Clone(map[string]string(env.Alert.Annotations))
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[annotationReason] = p.String("reason")
-	ann[annotationRunID] = env.RunID
 	ann["summary"] = fmt.Sprintf("remediator needs a human for %s: %s", describeTarget(env), p.String("reason"))
-	if err := mergeStrings(ann, p["annotations"], "annotations"); err != nil {
+	if err := mergeStrings(ann, p["annotations"], "annotations", annotationReason, annotationRunID); err != nil {
 		return PostableAlert{}, err
 	}
+	ann[annotationReason] = p.String("reason")
+	ann[annotationRunID] = env.RunID
 	now := e.now()
 	return PostableAlert{
 		Labels:       lbls,
@@ -97,9 +103,18 @@ func describeTarget(env Env) string {
 	return name + " on " + inst
 }
 
-func mergeStrings(into map[string]string, extra any, what string) error {
+// mergeStrings copies extra's string values into into, refusing the reserved keys that
+// remediator sets itself (an alertname of the original's would route the escalation
+// back to remediator).
+func mergeStrings(into map[string]string, extra any, what string, reserved ...string) error {
 	m, _ := extra.(map[string]any)
 	for k, v := range m {
+		if slices.Contains(reserved, k) {
+			if k == "alertname" {
+				return Invalid("%s.%s: set it with the alertname parameter", what, k)
+			}
+			return Invalid("%s.%s: reserved, remediator sets it", what, k)
+		}
 		s, ok := v.(string)
 		if !ok {
 			return Invalid("%s.%s: want a string, got %v", what, k, v)
