@@ -26,6 +26,18 @@ type Intake interface {
 	Accept(alerts []remediate.Alert) error
 }
 
+// Receipts records what the webhook received and rejected, for the audit log. Calls
+// must not block for long: they are on the webhook's path.
+type Receipts interface {
+	Received(n *Notification, alerts []remediate.Alert)
+	Rejected(reason, msg, remote string)
+}
+
+type nopReceipts struct{}
+
+func (nopReceipts) Received(*Notification, []remediate.Alert) {}
+func (nopReceipts) Rejected(string, string, string)           {}
+
 // Settings are what a configuration reload can change without a restart.
 type Settings struct {
 	Auth        *Authenticator
@@ -40,6 +52,8 @@ type Options struct {
 	Intake      Intake
 	Registry    *prometheus.Registry
 	Logger      *zap.Logger
+	// Receipts, when set, records receipts and rejections.
+	Receipts Receipts
 }
 
 // Server serves the webhook and the operational endpoints.
@@ -47,6 +61,7 @@ type Server struct {
 	webhookPath string
 	settings    atomic.Pointer[Settings]
 	intake      Intake
+	receipts    Receipts
 	ready       atomic.Bool
 	metrics     *metrics
 	logger      *zap.Logger
@@ -59,12 +74,16 @@ func New(opts Options) *Server {
 	s := &Server{
 		webhookPath: opts.WebhookPath,
 		intake:      opts.Intake,
+		receipts:    opts.Receipts,
 		metrics:     newMetrics(opts.Registry),
 		logger:      opts.Logger,
 		mux:         http.NewServeMux(),
 		bodies:      sync.Pool{New: func() any { return new(bytes.Buffer) }},
 	}
 	s.settings.Store(&opts.Settings)
+	if s.receipts == nil {
+		s.receipts = nopReceipts{}
+	}
 
 	s.Handle(opts.WebhookPath, handlerWebhook, http.HandlerFunc(s.serveWebhook))
 	s.Handle("/healthz", handlerHealthz, http.HandlerFunc(serveHealthz))
@@ -209,6 +228,7 @@ func (s *Server) accept(n *Notification) *rejection {
 		return &rejection{http.StatusServiceUnavailable, resultUnavailable, "not accepting notifications: " + err.Error()}
 	}
 
+	s.receipts.Received(n, alerts)
 	for i := range alerts {
 		s.metrics.alerts.WithLabelValues(alerts[i].Status).Inc()
 	}
@@ -226,6 +246,7 @@ func (s *Server) accept(n *Notification) *rejection {
 
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, st *Settings, rej *rejection) {
 	s.metrics.notifications.WithLabelValues(rej.result).Inc()
+	s.receipts.Rejected(rej.result, rej.msg, r.RemoteAddr)
 	s.logger.Warn("notification rejected",
 		zap.String("reason", rej.result), zap.Int("code", rej.status), zap.String("error", rej.msg),
 		zap.String("remote", r.RemoteAddr), zap.String("user_agent", truncate(r.UserAgent(), 128)))

@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	registerServe(app, commands, stdout, stderr)
 	registerCheck(app, commands, stdout, stderr)
 	registerPlan(app, commands, stdout, stderr)
+	registerAudit(app, commands, stdout, stderr)
 	registerVersion(app, commands, stdout)
 
 	cmd, err := app.Parse(args)

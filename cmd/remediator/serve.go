@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/version"
 	"go.uber.org/zap"
 
+	"github.com/remediator/remediator/audit"
 	"github.com/remediator/remediator/config"
 	"github.com/remediator/remediator/handler"
 	"github.com/remediator/remediator/remediate"
@@ -95,6 +96,13 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	}
 	defer func() { _ = store.Close() }()
 
+	auditLog, err := audit.Open(filepath.Join(f.storagePath, "audit"), audit.Options{Logger: logger.Named("audit")})
+	if err != nil {
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	defer func() { _ = auditLog.Close() }()
+	trail := &auditTrail{log: auditLog, logger: logger.Named("audit")}
+
 	pending, err := remediate.Restore(ctx, store)
 	if err != nil {
 		return fmt.Errorf("reading alerts accepted before a restart: %w", err)
@@ -104,7 +112,7 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	queue.Register(reg)
 	intake := remediate.NewIntake(store, queue, logger.Named("intake"))
 	engine := remediate.NewEngine(rules, reg, logger.Named("remediate"),
-		remediate.WithStore(store), remediate.WithIntake(intake))
+		remediate.WithStore(store), remediate.WithIntake(intake), remediate.WithRecorder(trail))
 	if err := intake.Requeue(pending); err != nil {
 		return fmt.Errorf("queueing alerts accepted before a restart: %w", err)
 	}
@@ -118,6 +126,7 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 		Intake:      intake,
 		Registry:    reg,
 		Logger:      logger.Named("handler"),
+		Receipts:    trail,
 	})
 	rl := newReloader(f, cfg, engine, srv, reg, logger)
 	srv.EnablePlan(engine)

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"go.uber.org/zap"
+
+	"github.com/remediator/remediator/audit"
+	"github.com/remediator/remediator/handler"
+	"github.com/remediator/remediator/remediate"
+)
+
+// auditTrail writes the engine's decisions and the webhook's receipts to the audit log.
+type auditTrail struct {
+	log    *audit.Log
+	logger *zap.Logger
+}
+
+// Record implements remediate.Recorder: it returns once the record is on disk.
+func (a *auditTrail) Record(ev remediate.Event) error {
+	return a.log.Append(audit.Record{
+		RunID: ev.RunID, Policy: ev.Policy, Alert: auditAlert(ev.Alert), Step: ev.Step, Action: ev.Action,
+		Mode: string(ev.Mode), Decision: audit.Decision(ev.Decision), Reason: ev.Reason,
+		Request: ev.Request, Result: ev.Result, Error: ev.Error, DurationMS: audit.Millis(ev.Duration),
+	})
+}
+
+func auditAlert(a remediate.AlertRef) *audit.Alert {
+	if a.Fingerprint == "" && a.Alertname == "" {
+		return nil
+	}
+	return &audit.Alert{Fingerprint: a.Fingerprint, Alertname: a.Alertname, Instance: a.Instance, Status: a.Status}
+}
+
+// Received implements handler.Receipts. Receipts do not wait for their fsync: the
+// alerts themselves are durable in the intake already, and the next synced record or
+// the log's background sync covers them.
+func (a *auditTrail) Received(n *handler.Notification, alerts []remediate.Alert) {
+	for i := range alerts {
+		al := &alerts[i]
+		err := a.log.AppendAsync(audit.Record{
+			Alert: &audit.Alert{Fingerprint: al.Fingerprint, Alertname: al.Name(), Instance: al.Instance(),
+				Status: al.Status},
+			Decision: audit.DecisionReceived, Reason: n.NotificationReason,
+			Result: map[string]string{"group_key": n.GroupKey, "receiver": n.Receiver},
+		})
+		if err != nil {
+			a.logger.Error("recording a receipt failed", zap.Error(err))
+			return
+		}
+	}
+}
+
+// Rejected implements handler.Receipts.
+func (a *auditTrail) Rejected(reason, msg, remote string) {
+	err := a.log.AppendAsync(audit.Record{Decision: audit.DecisionRejected, Reason: reason, Error: msg,
+		Result: map[string]string{"remote": remote}})
+	if err != nil {
+		a.logger.Error("recording a rejection failed", zap.Error(err))
+	}
+}
