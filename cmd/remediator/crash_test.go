@@ -77,6 +77,32 @@ func TestCrashesChangeNoDecision(t *testing.T) {
 	} else if res.Records == 0 {
 		t.Error("the audit log is empty")
 	}
+	checkTamperingIsCaught(t, files[len(files)-1])
+}
+
+// checkTamperingIsCaught changes one byte of a copy of the log the server wrote, and
+// expects verification to fail on it.
+func checkTamperingIsCaught(t *testing.T, file string) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// not on the last line: nothing after it would notice (docs/audit.md says why)
+	body := raw[:bytes.LastIndexByte(bytes.TrimSuffix(raw, []byte("\n")), '\n')+1]
+	i := bytes.Index(body, []byte(`"decision":"received"`))
+	if i < 0 {
+		t.Fatal("no receipt in the audit log to tamper with")
+	}
+	tampered := bytes.Clone(raw)
+	copy(tampered[i:], `"decision":"rejected"`)
+	copyPath := filepath.Join(t.TempDir(), filepath.Base(file))
+	if err := os.WriteFile(copyPath, tampered, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(copyPath); err == nil {
+		t.Error("a tampered copy of the server's audit log verifies")
+	}
 }
 
 func crashConfig(t *testing.T, dir, amURL, slowAddr string) string {

@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	registerCheck(app, commands, stdout, stderr)
 	registerPlan(app, commands, stdout, stderr)
 	registerAudit(app, commands, stdout, stderr)
+	registerPause(app, commands, stdout, stderr)
 	registerVersion(app, commands, stdout)
 
 	cmd, err := app.Parse(args)
