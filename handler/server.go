@@ -21,9 +21,10 @@ import (
 )
 
 // Intake takes the alerts of an accepted notification: all of them, or none with an
-// error. remediate.ErrQueueFull and remediate.ErrQueueClosed make the webhook answer 503.
+// error. body is the notification as received, valid only during the call.
+// remediate.ErrQueueFull and remediate.ErrQueueClosed make the webhook answer 503.
 type Intake interface {
-	Accept(alerts []remediate.Alert) error
+	Accept(body []byte, alerts []remediate.Alert) error
 }
 
 // Receipts records what the webhook received and rejected, for the audit log. Calls
@@ -150,9 +151,12 @@ type rejection struct {
 
 func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	st := s.settings.Load()
-	n, rej := s.readNotification(w, r, st)
+	body, n, rej := s.readNotification(w, r, st)
 	if rej == nil {
-		rej = s.accept(n)
+		rej = s.accept(body.Bytes(), n)
+	}
+	if body != nil {
+		s.bodies.Put(body)
 	}
 	if rej != nil {
 		s.reject(w, r, st, rej)
@@ -165,38 +169,39 @@ func (s *Server) serveWebhook(w http.ResponseWriter, r *http.Request) {
 }
 
 // readNotification runs every check that comes before the notification is accepted.
-func (s *Server) readNotification(w http.ResponseWriter, r *http.Request, st *Settings) (*Notification, *rejection) {
+// The caller puts the body back in the pool when it is done with it.
+func (s *Server) readNotification(w http.ResponseWriter, r *http.Request,
+	st *Settings) (*bytes.Buffer, *Notification, *rejection) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return nil, &rejection{http.StatusMethodNotAllowed, resultMethodNotAllowed,
+		return nil, nil, &rejection{http.StatusMethodNotAllowed, resultMethodNotAllowed,
 			fmt.Sprintf("method %s not allowed: use POST", r.Method)}
 	}
 	if !st.Auth.Allow(r) {
 		st.Auth.Challenge(w)
-		return nil, &rejection{http.StatusUnauthorized, resultUnauthorized, "missing or invalid credentials"}
+		return nil, nil, &rejection{http.StatusUnauthorized, resultUnauthorized, "missing or invalid credentials"}
 	}
 	if !s.ready.Load() {
-		return nil, &rejection{http.StatusServiceUnavailable, resultUnavailable, "not accepting notifications: shutting down"}
+		return nil, nil, &rejection{http.StatusServiceUnavailable, resultUnavailable, "not accepting notifications: shutting down"}
 	}
 	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		return nil, &rejection{http.StatusUnsupportedMediaType, resultUnsupportedMediaType,
+		return nil, nil, &rejection{http.StatusUnsupportedMediaType, resultUnsupportedMediaType,
 			fmt.Sprintf("content type %q not supported: use application/json", truncate(ct, 64))}
 	}
 	body, rej := s.readBody(w, r, st.MaxBodySize)
 	if rej != nil {
-		return nil, rej
+		return nil, nil, rej
 	}
-	defer s.bodies.Put(body)
-
 	n, err := DecodeNotification(body.Bytes())
 	if err != nil {
+		s.bodies.Put(body)
 		var inv *InvalidError
 		if errors.As(err, &inv) {
-			return nil, &rejection{http.StatusBadRequest, inv.Reason, inv.Msg}
+			return nil, nil, &rejection{http.StatusBadRequest, inv.Reason, inv.Msg}
 		}
-		return nil, &rejection{http.StatusBadRequest, reasonMalformed, err.Error()}
+		return nil, nil, &rejection{http.StatusBadRequest, reasonMalformed, err.Error()}
 	}
-	return n, nil
+	return body, n, nil
 }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (*bytes.Buffer, *rejection) {
@@ -218,9 +223,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	return buf, nil
 }
 
-func (s *Server) accept(n *Notification) *rejection {
+func (s *Server) accept(body []byte, n *Notification) *rejection {
 	alerts := n.Split(time.Now())
-	err := s.intake.Accept(alerts)
+	err := s.intake.Accept(body, alerts)
 	switch {
 	case errors.Is(err, remediate.ErrQueueFull):
 		return &rejection{http.StatusServiceUnavailable, resultQueueFull, "queue full: retry later"}

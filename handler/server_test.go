@@ -26,13 +26,18 @@ type recordingIntake struct {
 	err    error
 }
 
-func (r *recordingIntake) Accept(alerts []remediate.Alert) error {
+func (r *recordingIntake) Accept(_ []byte, alerts []remediate.Alert) error {
 	if r.err != nil {
 		return r.err
 	}
 	r.alerts = append(r.alerts, alerts...)
 	return nil
 }
+
+// queueIntake queues alerts without storing them.
+type queueIntake struct{ q *remediate.Queue }
+
+func (qi queueIntake) Accept(_ []byte, alerts []remediate.Alert) error { return qi.q.Accept(alerts) }
 
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
@@ -189,7 +194,7 @@ func TestWebhookChallengesUnauthenticatedCallers(t *testing.T) {
 
 func TestWebhookAnswers503WithRetryAfterWhenTheQueueIsFull(t *testing.T) {
 	q := remediate.NewQueue(2)
-	s, _ := newTestServer(t, q, bearerAuth(t))
+	s, _ := newTestServer(t, queueIntake{q}, bearerAuth(t))
 	body := fixture(t, "alertmanager-0.25-grouped-mixed.json") // three alerts, more than fit
 
 	rec := post(t, s, body, "Bearer "+testToken)

@@ -89,6 +89,7 @@ func newGuardWorld(t *testing.T, policyYAML string) *guardWorld {
 	}
 	w.set = &policies.Set{Policies: ps}
 	w.intake = NewIntake(w.store, NewQueue(100), zap.NewNop())
+	t.Cleanup(w.intake.Close)
 	return w
 }
 
@@ -320,7 +321,7 @@ func TestAResolvedAlertCancelsItsQueuedRun(t *testing.T) {
 	firing := occurrenceAt("imap.example.test:993", w.clock.Now())
 	resolved := firing
 	resolved.Status = StatusResolved
-	if err := w.intake.Accept([]Alert{firing, resolved}); err != nil {
+	if err := w.intake.Accept(nil, []Alert{firing, resolved}); err != nil {
 		t.Fatal(err)
 	}
 	e.Process(context.Background(), firing)
@@ -341,7 +342,7 @@ func TestAResolvedAlertStopsARunBeforeItsNextMutatingStep(t *testing.T) {
 	<-w.probe.entered
 	resolved := firing
 	resolved.Status = StatusResolved
-	if err := w.intake.Accept([]Alert{resolved}); err != nil {
+	if err := w.intake.Accept(nil, []Alert{resolved}); err != nil {
 		t.Fatal(err)
 	}
 	close(hold)

@@ -27,7 +27,9 @@ const userBucketPrefix = "r/"
 type BoltOptions struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// BatchDelay is how long PutAll waits for other callers to share its write. Default 1ms.
+	// BatchDelay is how long PutAll waits for other callers to share its write. Default
+	// 3ms: long enough for concurrent notifications to share one commit, short against
+	// the seconds Alertmanager allows a webhook.
 	BatchDelay time.Duration
 	// SweepEvery is how often expired records are removed. Default 1m.
 	SweepEvery time.Duration
@@ -50,13 +52,19 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 		opts.Now = time.Now
 	}
 	if opts.BatchDelay == 0 {
-		opts.BatchDelay = time.Millisecond
+		opts.BatchDelay = 3 * time.Millisecond
 	}
 	if opts.SweepEvery == 0 {
 		opts.SweepEvery = time.Minute
 	}
 	path := filepath.Join(dir, "state.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, ReadOnly: opts.ReadOnly})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:  2 * time.Second,
+		ReadOnly: opts.ReadOnly,
+		// the free list is rebuilt at open instead of written at every commit
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("opening %s: another process holds it", path)
 	}
@@ -272,6 +280,25 @@ func (b *Bolt) Delete(ctx context.Context, bucket, key string) error {
 		}
 		return bk.Delete([]byte(key))
 	})
+}
+
+// DeleteAll implements Store, sharing one durable write among concurrent callers.
+func (b *Bolt) DeleteAll(ctx context.Context, bucket string, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return wrapClosed(b.db.Batch(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(userBucket(bucket))
+		if bk == nil {
+			return nil
+		}
+		for _, k := range keys {
+			if err := bk.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 }
 
 // Scan implements Store.

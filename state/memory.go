@@ -165,6 +165,17 @@ func (m *Memory) Delete(_ context.Context, bucket, key string) error {
 	return nil
 }
 
+// DeleteAll implements Store.
+func (m *Memory) DeleteAll(_ context.Context, bucket string, keys []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	for _, k := range keys {
+		delete(m.buckets[bucket], k)
+	}
+	return nil
+}
+
 // Scan implements Store.
 func (m *Memory) Scan(_ context.Context, bucket string, fn func(key string, value []byte) error) error {
 	m.mu.Lock()

@@ -30,22 +30,25 @@ func auditAlert(a remediate.AlertRef) *audit.Alert {
 	return &audit.Alert{Fingerprint: a.Fingerprint, Alertname: a.Alertname, Instance: a.Instance, Status: a.Status}
 }
 
-// Received implements handler.Receipts. Receipts do not wait for their fsync: the
-// alerts themselves are durable in the intake already, and the next synced record or
-// the log's background sync covers them.
+// Received implements handler.Receipts with one record a notification, naming each
+// alert. Receipts do not wait for their fsync: the alerts themselves are durable in the
+// intake already, and the next synced record or the log's background sync covers them.
 func (a *auditTrail) Received(n *handler.Notification, alerts []remediate.Alert) {
+	refs := make([]any, len(alerts))
 	for i := range alerts {
 		al := &alerts[i]
-		err := a.log.AppendAsync(audit.Record{
-			Alert: &audit.Alert{Fingerprint: al.Fingerprint, Alertname: al.Name(), Instance: al.Instance(),
-				Status: al.Status},
-			Decision: audit.DecisionReceived, Reason: n.NotificationReason,
-			Result: map[string]string{"group_key": n.GroupKey, "receiver": n.Receiver},
-		})
-		if err != nil {
-			a.logger.Error("recording a receipt failed", zap.Error(err))
-			return
-		}
+		refs[i] = map[string]string{"fingerprint": al.Fingerprint, "alertname": al.Name(),
+			"instance": al.Instance(), "status": al.Status}
+	}
+	r := audit.Record{Decision: audit.DecisionReceived, Reason: n.NotificationReason,
+		Result: map[string]any{"group_key": n.GroupKey, "receiver": n.Receiver, "alerts": refs}}
+	if len(alerts) == 1 {
+		al := &alerts[0]
+		r.Alert = &audit.Alert{Fingerprint: al.Fingerprint, Alertname: al.Name(), Instance: al.Instance(),
+			Status: al.Status}
+	}
+	if err := a.log.AppendAsync(r); err != nil {
+		a.logger.Error("recording a receipt failed", zap.Error(err))
 	}
 }
 

@@ -103,7 +103,7 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	defer func() { _ = auditLog.Close() }()
 	trail := &auditTrail{log: auditLog, logger: logger.Named("audit")}
 
-	pending, err := remediate.Restore(ctx, store)
+	pending, err := remediate.Restore(ctx, store, decodeStored, logger.Named("intake"))
 	if err != nil {
 		return fmt.Errorf("reading alerts accepted before a restart: %w", err)
 	}
@@ -111,6 +111,7 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	queue := remediate.NewQueue(cfg.Queue.Size + len(pending))
 	queue.Register(reg)
 	intake := remediate.NewIntake(store, queue, logger.Named("intake"))
+	defer intake.Close()
 	engine := remediate.NewEngine(rules, reg, logger.Named("remediate"),
 		remediate.WithStore(store), remediate.WithIntake(intake), remediate.WithRecorder(trail))
 	if err := intake.Requeue(pending); err != nil {
@@ -285,4 +286,13 @@ func serverTLS(cfg *config.Config) (*tls.Config, error) {
 		tc.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return tc, nil
+}
+
+// decodeStored turns a notification the intake stored back into its alerts.
+func decodeStored(body []byte, receivedAt time.Time) ([]remediate.Alert, error) {
+	n, err := handler.DecodeNotification(body)
+	if err != nil {
+		return nil, err
+	}
+	return n.Split(receivedAt), nil
 }

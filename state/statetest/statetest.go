@@ -60,6 +60,7 @@ func Run(t *testing.T, o Opener) {
 		{"put if absent writes once per live key", testPutIfAbsent},
 		{"scan returns live records in key order", testScanOrder},
 		{"put all writes every record of concurrent batches", testPutAllConcurrent},
+		{"delete all removes exactly the keys given", testDeleteAll},
 		{"everything survives a reopen", testReopen},
 	}
 	for _, tc := range tests {
@@ -323,5 +324,28 @@ func testReopen(t *testing.T, o Opener) {
 	}
 	if v, ok, _ := s.Get(ctx, "intake", "x"); !ok || string(v) != "y" {
 		t.Error("record lost across reopen")
+	}
+}
+
+func testDeleteAll(t *testing.T, o Opener) {
+	s := o.Open(t, NewClock())
+	ctx := context.Background()
+	var rs []state.Record
+	for i := range 10 {
+		rs = append(rs, state.Record{Key: fmt.Sprint(i)})
+	}
+	if err := s.PutAll(ctx, "intake", rs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAll(ctx, "intake", []string{"1", "3", "5", "missing"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAll(ctx, "no-such-bucket", []string{"1"}); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	_ = s.Scan(ctx, "intake", func(k string, _ []byte) error { left = append(left, k); return nil })
+	if fmt.Sprint(left) != "[0 2 4 6 7 8 9]" {
+		t.Fatalf("left %v", left)
 	}
 }
