@@ -210,7 +210,7 @@ func leafTemplate(t testing.TB, opts LeafOptions) *x509.Certificate {
 		NotAfter:              opts.NotAfter,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	if tmpl.SerialNumber == nil {
 		tmpl.SerialNumber = randomSerial(t)
