@@ -7,10 +7,14 @@
 # Environment:
 #   FUZZTIME  how long each fuzz target runs (default 10s)
 #   CI=true   makes tests fail, instead of skip, when a peer is missing
+#   REMEDIATOR_MOTO_VENV  where moto's virtualenv lives (default
+#             ${XDG_CACHE_HOME:-$HOME/.cache}/remediator/moto-venv, kept between runs)
 set -euo pipefail
 
 readonly alertmanager_version=0.31.1
 readonly alertmanager_module=github.com/prometheus/alertmanager
+readonly moto_version=5.2.5
+moto_venv=${REMEDIATOR_MOTO_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/remediator/moto-venv}
 fuzztime=${FUZZTIME:-10s}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -97,10 +101,81 @@ install_alertmanager() {
 	export REMEDIATOR_ALERTMANAGER_BIN=$bin
 }
 
-# start_services starts the peers that tests share. Alertmanager is not one of them:
-# each test starts its own, with its own configuration.
+# has_moto tells whether moto's virtualenv holds moto $moto_version with its server's
+# dependencies.
+has_moto() {
+	[[ -x $moto_venv/bin/moto_server ]] || return 1
+	"$moto_venv/bin/python" -c '
+import sys, importlib.metadata as md
+import flask, flask_cors  # moto[server]
+sys.exit(md.version("moto") != sys.argv[1])' "$moto_version" 2>/dev/null
+}
+
+install_moto() {
+	if has_moto; then
+		echo "moto $moto_version already in $moto_venv"
+		return
+	fi
+	if ! command -v python3 >/dev/null 2>&1; then
+		echo "python3 not found on PATH: install Python 3 with venv to run moto" >&2
+		exit 1
+	fi
+	echo "installing moto $moto_version into $moto_venv"
+	mkdir -p "$(dirname "$moto_venv")"
+	python3 -m venv --clear "$moto_venv"
+	"$moto_venv/bin/python" -m pip install --quiet "moto[server]==$moto_version"
+	if ! has_moto; then
+		echo "pip did not leave moto $moto_version in $moto_venv" >&2
+		exit 1
+	fi
+}
+
+# free_port prints a TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+	"$moto_venv/bin/python" -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# moto_answers URL tells whether moto at URL answers, by resetting it.
+moto_answers() {
+	"$moto_venv/bin/python" -c '
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/moto-api/reset", method="POST")
+urllib.request.urlopen(req, timeout=2).read()' "$1" 2>/dev/null
+}
+
+# start_moto starts one moto server for every test that talks to AWS; the tests reset it
+# and take turns (internal/testpeer/moto.go).
+start_moto() {
+	local port url pid
+	port=$(free_port)
+	url=http://127.0.0.1:$port
+	start_service moto "$moto_venv/bin/moto_server" -H 127.0.0.1 -p "$port"
+	pid=${service_pids[-1]}
+	for _ in $(seq 300); do
+		if moto_answers "$url"; then
+			export REMEDIATOR_MOTO_ENDPOINT=$url
+			echo "moto answers at $url"
+			return
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			break
+		fi
+		sleep 0.1
+	done
+	echo "moto did not answer at $url; its log:" >&2
+	cat "$work/moto.log" >&2
+	exit 1
+}
+
+# start_services starts the peers that tests share: moto's server. Alertmanager is not
+# one of them: each test starts its own, with its own configuration.
 start_services() {
-	echo "no shared services; each test starts its own Alertmanager"
+	start_moto
 }
 
 # run_fuzz_targets runs every func FuzzXxx in the repository's tests, one at a time:
@@ -125,6 +200,7 @@ main() {
 	section "tools"
 	require_go
 	install_alertmanager
+	install_moto
 
 	section "services"
 	start_services

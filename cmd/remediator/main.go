@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	registerPlan(app, commands, stdout, stderr)
 	registerAudit(app, commands, stdout, stderr)
 	registerPause(app, commands, stdout, stderr)
+	registerActions(app, commands, stdout)
 	registerVersion(app, commands, stdout)
 
 	cmd, err := app.Parse(args)

@@ -16,7 +16,9 @@ func loadRules(cfg *config.Config) (*remediate.Rules, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg := actions.Builtin(actions.Deps{Alertmanager: am})
+	// the AWS configuration loads on the first AWS call: check, and policies without
+	// AWS steps, never need credentials
+	reg := actions.Builtin(actions.Deps{Alertmanager: am, AWS: actions.NewAWS(actions.AWSOptions{})})
 	set := &policies.Set{}
 	if len(cfg.PolicyFiles) > 0 {
 		set, err = policies.Load(cfg.PolicyFiles, cfg.Dir(), reg)
