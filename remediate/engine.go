@@ -115,7 +115,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) {
 		e.processPolicy(ctx, rules, p, &a)
 	}
 	if e.intake != nil && ctx.Err() == nil {
-		e.intake.Done(ctx, &a)
+		e.intake.Done(&a)
 	}
 }
 

@@ -88,8 +88,12 @@ func newGuardWorld(t *testing.T, policyYAML string) *guardWorld {
 		t.Fatal(err)
 	}
 	w.set = &policies.Set{Policies: ps}
-	w.intake = NewIntake(w.store, NewQueue(100), zap.NewNop())
-	t.Cleanup(w.intake.Close)
+	journal, _, err := state.OpenJournal(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = journal.Close() })
+	w.intake = NewIntake(journal, NewQueue(100), zap.NewNop())
 	return w
 }
 
@@ -321,7 +325,7 @@ func TestAResolvedAlertCancelsItsQueuedRun(t *testing.T) {
 	firing := occurrenceAt("imap.example.test:993", w.clock.Now())
 	resolved := firing
 	resolved.Status = StatusResolved
-	if err := w.intake.Accept(nil, []Alert{firing, resolved}); err != nil {
+	if err := w.intake.Accept([]byte("{}"), []Alert{firing, resolved}); err != nil {
 		t.Fatal(err)
 	}
 	e.Process(context.Background(), firing)
@@ -342,7 +346,7 @@ func TestAResolvedAlertStopsARunBeforeItsNextMutatingStep(t *testing.T) {
 	<-w.probe.entered
 	resolved := firing
 	resolved.Status = StatusResolved
-	if err := w.intake.Accept(nil, []Alert{resolved}); err != nil {
+	if err := w.intake.Accept([]byte("{}"), []Alert{resolved}); err != nil {
 		t.Fatal(err)
 	}
 	close(hold)

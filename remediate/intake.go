@@ -1,7 +1,6 @@
 package remediate
 
 import (
-	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -14,54 +13,33 @@ import (
 	"github.com/remediator/remediator/state"
 )
 
-// intakeBucket holds accepted alerts until they are handled.
-const intakeBucket = "intake"
-
 // resolutionTTL is how long a resolution is remembered to cancel runs of its occurrence.
 const resolutionTTL = 24 * time.Hour
 
 // Intake makes accepted notifications durable before the webhook answers, then queues
-// their alerts. A notification stays in the store until every run its alerts started
-// has finished, so that a crash loses nothing: Restore queues what is left at start.
+// their alerts. A notification stays in the journal until every run its alerts started
+// has finished, so that a crash loses nothing: Restore finds what is left at start.
 type Intake struct {
-	store  state.Store
-	queue  *Queue
-	logger *zap.Logger
-	seq    atomic.Uint64
+	journal *state.Journal
+	queue   *Queue
+	logger  *zap.Logger
+	seq     atomic.Uint64
 
 	mu          sync.Mutex
 	resolutions map[string]time.Time // occurrence → when its resolution arrived
-
-	doneMu   sync.Mutex
-	pending  map[string]int // stored notification → its alerts not yet handled
-	done     []string       // handled notifications' keys, waiting to be forgotten together
-	flush    chan struct{}  // wakes the forgetter
-	stop     chan struct{}
-	finished chan struct{}
+	pending     map[string]int       // stored notification → its alerts not yet handled
 }
 
-// forgetEvery bounds how long a handled alert stays in the store; a crash in between
-// only makes it handled again, which the dedup guard turns into a skip.
-const forgetEvery = 50 * time.Millisecond
-
-// NewIntake returns an intake writing to store and queueing into queue.
-func NewIntake(store state.Store, queue *Queue, logger *zap.Logger) *Intake {
-	in := &Intake{store: store, queue: queue, logger: logger, resolutions: map[string]time.Time{},
-		pending: map[string]int{}, flush: make(chan struct{}, 1), stop: make(chan struct{}),
-		finished: make(chan struct{})}
+// NewIntake returns an intake writing to journal and queueing into queue.
+func NewIntake(journal *state.Journal, queue *Queue, logger *zap.Logger) *Intake {
+	in := &Intake{journal: journal, queue: queue, logger: logger,
+		resolutions: map[string]time.Time{}, pending: map[string]int{}}
 	in.seq.Store(uint64(time.Now().UnixNano()))
-	go in.forget()
 	return in
 }
 
-// Close forgets what was handled so far and stops.
-func (in *Intake) Close() {
-	close(in.stop)
-	<-in.finished
-}
-
 // Accept implements the handler's Intake: room in the queue first, then one durable
-// write of the notification as received (shared with concurrent notifications), then
+// write of the notification as received (sharing its fsync with concurrent ones), then
 // the queue.
 func (in *Intake) Accept(body []byte, alerts []Alert) error {
 	if err := in.queue.Reserve(len(alerts)); err != nil {
@@ -70,26 +48,34 @@ func (in *Intake) Accept(body []byte, alerts []Alert) error {
 	key := in.nextKey()
 	value := make([]byte, 8, 8+len(body))
 	binary.BigEndian.PutUint64(value, uint64(alerts[0].ReceivedAt.UnixNano()))
-	value = append(value, body...)
-	if err := in.store.PutAll(context.Background(), intakeBucket, []state.Record{{Key: key, Value: value}}); err != nil {
+	if err := in.journal.Append(key, append(value, body...)); err != nil {
 		in.queue.Unreserve(len(alerts))
 		return fmt.Errorf("storing the notification: %w", err)
 	}
 	in.track(key, alerts)
-	in.noteResolutions(alerts)
 	in.queue.Commit(alerts)
 	return nil
 }
 
 // track marks alerts as coming from the stored notification key, which is forgotten
-// once all of them are handled.
+// once all of them are handled, and notes their resolutions.
 func (in *Intake) track(key string, alerts []Alert) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+
+	now := time.Now()
 	for i := range alerts {
 		alerts[i].IntakeKey = key
+		in.pending[key]++
+		if alerts[i].Status == StatusResolved {
+			in.resolutions[occurrence(&alerts[i])] = now
+		}
 	}
-	in.doneMu.Lock()
-	in.pending[key] += len(alerts)
-	in.doneMu.Unlock()
+	for k, at := range in.resolutions {
+		if now.Sub(at) > resolutionTTL {
+			delete(in.resolutions, k)
+		}
+	}
 }
 
 // nextKey returns a key that sorts in arrival order, across restarts too.
@@ -102,114 +88,65 @@ func (in *Intake) nextKey() string {
 // Decoder turns a stored notification back into its alerts.
 type Decoder func(body []byte, receivedAt time.Time) ([]Alert, error)
 
-// Restore reads the notifications a previous process accepted but did not finish, and
-// returns their alerts. A stored notification that no longer decodes is reported and
-// skipped, never dropped silently: it stays in the store.
-func Restore(ctx context.Context, store state.Store, decode Decoder, logger *zap.Logger) ([]Alert, error) {
+// Restore turns the notifications a previous process accepted but did not finish back
+// into alerts. One that no longer decodes is reported and left in the journal, never
+// dropped silently.
+func Restore(entries []state.JournalEntry, decode Decoder, logger *zap.Logger) []Alert {
 	var out []Alert
-	err := store.Scan(ctx, intakeBucket, func(key string, raw []byte) error {
-		if len(raw) < 8 {
-			logger.Error("a stored notification is too short to restore", zap.String("key", key))
-			return nil
+	for _, e := range entries {
+		if len(e.Value) < 8 {
+			logger.Error("a stored notification is too short to restore", zap.String("key", e.Key))
+			continue
 		}
-		at := time.Unix(0, int64(binary.BigEndian.Uint64(raw)))
-		alerts, err := decode(raw[8:], at)
+		at := time.Unix(0, int64(binary.BigEndian.Uint64(e.Value)))
+		alerts, err := decode(e.Value[8:], at)
 		if err != nil {
-			logger.Error("a stored notification no longer decodes", zap.String("key", key), zap.Error(err))
-			return nil
+			logger.Error("a stored notification no longer decodes", zap.String("key", e.Key), zap.Error(err))
+			continue
 		}
 		for i := range alerts {
-			alerts[i].IntakeKey = key
+			alerts[i].IntakeKey = e.Key
 		}
 		out = append(out, alerts...)
-		return nil
-	})
-	return out, err
+	}
+	return out
 }
 
 // Requeue queues restored alerts. Make the queue large enough for them and new
 // notifications together (NewQueue(size + len(restored))).
 func (in *Intake) Requeue(alerts []Alert) error {
-	in.doneMu.Lock()
-	for i := range alerts {
-		in.pending[alerts[i].IntakeKey]++
+	for i := 0; i < len(alerts); {
+		j := i
+		for j < len(alerts) && alerts[j].IntakeKey == alerts[i].IntakeKey {
+			j++
+		}
+		in.track(alerts[i].IntakeKey, alerts[i:j])
+		i = j
 	}
-	in.doneMu.Unlock()
-	in.noteResolutions(alerts)
 	return in.queue.Accept(alerts)
 }
 
-// Done forgets an alert whose runs have all finished. Alerts are forgotten in groups,
-// one durable write for many.
-func (in *Intake) Done(_ context.Context, a *Alert) {
+// Done forgets an alert's notification once all its alerts are handled. The mark is
+// not waited for: losing it in a crash only makes the alerts handled again, which the
+// dedup guard turns into skips.
+func (in *Intake) Done(a *Alert) {
 	if a.IntakeKey == "" {
 		return
 	}
-	in.doneMu.Lock()
-	in.pending[a.IntakeKey]--
-	if in.pending[a.IntakeKey] > 0 {
-		// other alerts of the same notification are still to be handled
-		in.doneMu.Unlock()
-		return
-	}
-	delete(in.pending, a.IntakeKey)
-	in.done = append(in.done, a.IntakeKey)
-	full := len(in.done) >= 1024
-	in.doneMu.Unlock()
-	if full {
-		select {
-		case in.flush <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// forget deletes handled alerts from the store every forgetEvery, or sooner when many
-// wait, until Close.
-func (in *Intake) forget() {
-	defer close(in.finished)
-	t := time.NewTicker(forgetEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case <-in.flush:
-		case <-in.stop:
-			in.forgetNow()
-			return
-		}
-		in.forgetNow()
-	}
-}
-
-func (in *Intake) forgetNow() {
-	in.doneMu.Lock()
-	keys := in.done
-	in.done = nil
-	in.doneMu.Unlock()
-	if len(keys) == 0 {
-		return
-	}
-	if err := in.store.DeleteAll(context.Background(), intakeBucket, keys); err != nil {
-		in.logger.Warn("forgetting handled alerts failed; they will be handled again after a restart",
-			zap.Int("alerts", len(keys)), zap.Error(err))
-	}
-}
-
-func (in *Intake) noteResolutions(alerts []Alert) {
 	in.mu.Lock()
-	defer in.mu.Unlock()
-
-	now := time.Now()
-	for i := range alerts {
-		if alerts[i].Status == StatusResolved {
-			in.resolutions[occurrence(&alerts[i])] = now
-		}
+	in.pending[a.IntakeKey]--
+	last := in.pending[a.IntakeKey] <= 0
+	if last {
+		delete(in.pending, a.IntakeKey)
 	}
-	for k, at := range in.resolutions {
-		if now.Sub(at) > resolutionTTL {
-			delete(in.resolutions, k)
-		}
+	in.mu.Unlock()
+	if !last {
+		// other alerts of the same notification are still to be handled
+		return
+	}
+	if err := in.journal.Done(a.IntakeKey); err != nil {
+		in.logger.Warn("forgetting a handled notification failed; it will be handled again after a restart",
+			zap.String("key", a.IntakeKey), zap.Error(err))
 	}
 }
 

@@ -30,18 +30,21 @@ func auditAlert(a remediate.AlertRef) *audit.Alert {
 	return &audit.Alert{Fingerprint: a.Fingerprint, Alertname: a.Alertname, Instance: a.Instance, Status: a.Status}
 }
 
-// Received implements handler.Receipts with one record a notification, naming each
-// alert. Receipts do not wait for their fsync: the alerts themselves are durable in the
+// Received implements handler.Receipts with one record a notification, listing the
+// fingerprints of its firing and resolved alerts. Receipts do not wait for their fsync: the alerts themselves are durable in the
 // intake already, and the next synced record or the log's background sync covers them.
 func (a *auditTrail) Received(n *handler.Notification, alerts []remediate.Alert) {
-	refs := make([]any, len(alerts))
+	firing, resolved := make([]any, 0, len(alerts)), make([]any, 0)
 	for i := range alerts {
-		al := &alerts[i]
-		refs[i] = map[string]string{"fingerprint": al.Fingerprint, "alertname": al.Name(),
-			"instance": al.Instance(), "status": al.Status}
+		if alerts[i].Status == remediate.StatusResolved {
+			resolved = append(resolved, alerts[i].Fingerprint)
+		} else {
+			firing = append(firing, alerts[i].Fingerprint)
+		}
 	}
 	r := audit.Record{Decision: audit.DecisionReceived, Reason: n.NotificationReason,
-		Result: map[string]any{"group_key": n.GroupKey, "receiver": n.Receiver, "alerts": refs}}
+		Result: map[string]any{"group_key": n.GroupKey, "receiver": n.Receiver, "firing": firing,
+			"resolved": resolved}}
 	if len(alerts) == 1 {
 		al := &alerts[0]
 		r.Alert = &audit.Alert{Fingerprint: al.Fingerprint, Alertname: al.Name(), Instance: al.Instance(),

@@ -24,26 +24,25 @@ import (
 // with workers forgetting handled alerts, under concurrent requests.
 func BenchmarkDurableWebhook(b *testing.B) {
 	dir := b.TempDir()
-	store, err := state.OpenBolt(dir, state.BoltOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close()
 	log, err := audit.Open(filepath.Join(dir, "audit"), audit.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer log.Close()
 	queue := remediate.NewQueue(100000)
-	intake := remediate.NewIntake(store, queue, zap.NewNop())
-	defer intake.Close()
+	journal, _, err := state.OpenJournal(filepath.Join(dir, "intake"), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer journal.Close()
+	intake := remediate.NewIntake(journal, queue, zap.NewNop())
 	go func() {
 		for {
 			a, ok := queue.Next(context.Background())
 			if !ok {
 				return
 			}
-			intake.Done(context.Background(), &a)
+			intake.Done(&a)
 		}
 	}()
 	defer queue.Close()

@@ -103,15 +103,16 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	defer func() { _ = auditLog.Close() }()
 	trail := &auditTrail{log: auditLog, logger: logger.Named("audit")}
 
-	pending, err := remediate.Restore(ctx, store, decodeStored, logger.Named("intake"))
+	journal, stored, err := state.OpenJournal(filepath.Join(f.storagePath, "intake"), 0)
 	if err != nil {
-		return fmt.Errorf("reading alerts accepted before a restart: %w", err)
+		return fmt.Errorf("opening the intake journal: %w", err)
 	}
+	defer func() { _ = journal.Close() }()
+	pending := remediate.Restore(stored, decodeStored, logger.Named("intake"))
 	reg := newRegistry()
 	queue := remediate.NewQueue(cfg.Queue.Size + len(pending))
 	queue.Register(reg)
-	intake := remediate.NewIntake(store, queue, logger.Named("intake"))
-	defer intake.Close()
+	intake := remediate.NewIntake(journal, queue, logger.Named("intake"))
 	engine := remediate.NewEngine(rules, reg, logger.Named("remediate"),
 		remediate.WithStore(store), remediate.WithIntake(intake), remediate.WithRecorder(trail))
 	if err := intake.Requeue(pending); err != nil {
