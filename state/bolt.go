@@ -27,10 +27,6 @@ const userBucketPrefix = "r/"
 type BoltOptions struct {
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// BatchDelay is how long PutAll waits for other callers to share its write. Default
-	// 3ms: long enough for concurrent notifications to share one commit, short against
-	// the seconds Alertmanager allows a webhook.
-	BatchDelay time.Duration
 	// SweepEvery is how often expired records are removed. Default 1m.
 	SweepEvery time.Duration
 	// ReadOnly opens the file without taking it over, for inspection by the CLI.
@@ -51,9 +47,6 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.BatchDelay == 0 {
-		opts.BatchDelay = 3 * time.Millisecond
-	}
 	if opts.SweepEvery == 0 {
 		opts.SweepEvery = time.Minute
 	}
@@ -71,7 +64,6 @@ func OpenBolt(dir string, opts BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
-	db.MaxBatchDelay = opts.BatchDelay
 	b := &Bolt{db: db, now: opts.Now, stop: make(chan struct{})}
 	if !opts.ReadOnly {
 		b.wg.Go(func() { b.sweep(opts.SweepEvery) })
@@ -222,22 +214,6 @@ func (b *Bolt) Put(ctx context.Context, bucket string, r Record) error {
 	return b.update(ctx, func(tx *bolt.Tx) error { return b.put(tx, bucket, r) })
 }
 
-// PutAll implements Store, sharing one durable write among concurrent callers.
-func (b *Bolt) PutAll(ctx context.Context, bucket string, rs []Record) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	err := b.db.Batch(func(tx *bolt.Tx) error {
-		for _, r := range rs {
-			if err := b.put(tx, bucket, r); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return wrapClosed(err)
-}
-
 // PutIfAbsent implements Store.
 func (b *Bolt) PutIfAbsent(ctx context.Context, bucket string, r Record) (bool, error) {
 	wrote := false
@@ -280,25 +256,6 @@ func (b *Bolt) Delete(ctx context.Context, bucket, key string) error {
 		}
 		return bk.Delete([]byte(key))
 	})
-}
-
-// DeleteAll implements Store, sharing one durable write among concurrent callers.
-func (b *Bolt) DeleteAll(ctx context.Context, bucket string, keys []string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return wrapClosed(b.db.Batch(func(tx *bolt.Tx) error {
-		bk := tx.Bucket(userBucket(bucket))
-		if bk == nil {
-			return nil
-		}
-		for _, k := range keys {
-			if err := bk.Delete([]byte(k)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}))
 }
 
 // Scan implements Store.

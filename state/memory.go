@@ -116,17 +116,6 @@ func (m *Memory) put(bucket string, r Record) {
 	b[r.Key] = rec
 }
 
-// PutAll implements Store.
-func (m *Memory) PutAll(_ context.Context, bucket string, rs []Record) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-
-	for _, r := range rs {
-		m.put(bucket, r)
-	}
-	return nil
-}
-
 // PutIfAbsent implements Store.
 func (m *Memory) PutIfAbsent(_ context.Context, bucket string, r Record) (bool, error) {
 	m.mu.Lock()
@@ -162,17 +151,6 @@ func (m *Memory) Delete(_ context.Context, bucket, key string) error {
 	defer m.mu.Unlock()
 
 	delete(m.buckets[bucket], key)
-	return nil
-}
-
-// DeleteAll implements Store.
-func (m *Memory) DeleteAll(_ context.Context, bucket string, keys []string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-
-	for _, k := range keys {
-		delete(m.buckets[bucket], k)
-	}
 	return nil
 }
 

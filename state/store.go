@@ -47,9 +47,6 @@ type Store interface {
 
 	// Put writes a record into bucket.
 	Put(ctx context.Context, bucket string, r Record) error
-	// PutAll writes records into bucket at once. Concurrent calls may share one durable
-	// write (group commit).
-	PutAll(ctx context.Context, bucket string, rs []Record) error
 	// PutIfAbsent writes r unless an unexpired record has its key; it reports whether it
 	// wrote.
 	PutIfAbsent(ctx context.Context, bucket string, r Record) (bool, error)
@@ -57,8 +54,6 @@ type Store interface {
 	Get(ctx context.Context, bucket, key string) ([]byte, bool, error)
 	// Delete removes a record; removing a missing one is no error.
 	Delete(ctx context.Context, bucket, key string) error
-	// DeleteAll removes records at once. Concurrent calls may share one durable write.
-	DeleteAll(ctx context.Context, bucket string, keys []string) error
 	// Scan calls fn for each unexpired record of bucket in key order, until fn returns
 	// an error.
 	Scan(ctx context.Context, bucket string, fn func(key string, value []byte) error) error
