@@ -133,7 +133,9 @@ func (e *Engine) processPolicy(ctx context.Context, rules *Rules, p *policies.Po
 		e.skipRun(ctx, rules, p, a, mode, adm)
 		return
 	}
+	stopRenewing := e.renewLease(ctx, p, adm)
 	rep := e.run(ctx, rules, p, a, mode, adm)
+	stopRenewing()
 	defer e.setActive(rep.ID, false)
 	if ctx.Err() != nil {
 		e.logger.Warn("run interrupted by shutdown; it resumes at the next start",

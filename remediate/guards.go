@@ -379,3 +379,36 @@ func instanceID(ctx context.Context, s state.Store, now time.Time) (string, erro
 	raw, _, err := s.Get(ctx, metaBucket, "instance_id")
 	return string(raw), err
 }
+
+// renewLease keeps the target's lease while a run lasts longer than a third of its TTL,
+// so that a long run (a Lambda given 300 s, a wait for a deployment) keeps its target;
+// a crashed holder stops renewing and its lease expires. It returns the function that
+// stops renewing.
+func (e *Engine) renewLease(ctx context.Context, p *policies.Policy, adm *admission) func() {
+	ttl := p.Guards.LeaseTTL.Std()
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			ok, holder, err := e.store.AcquireLease(ctx, "target:"+adm.target, e.leaseOwner(adm.record.ID), ttl)
+			if err != nil || !ok {
+				e.logger.Warn("renewing a run's lease failed", zap.String(keyRunID, adm.record.ID),
+					zap.String("holder", holder), zap.Error(err))
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}

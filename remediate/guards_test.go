@@ -422,3 +422,25 @@ func seed(t *testing.T, w *guardWorld, a Alert, rec *runRecord) {
 		t.Fatal(err)
 	}
 }
+
+func TestALongRunKeepsItsLease(t *testing.T) {
+	w := newGuardWorld(t, policyWith("      lease_ttl: 90ms", ""))
+	hold := make(chan struct{})
+	w.probe.hold, w.probe.entered = hold, make(chan struct{}, 1)
+	e, _ := w.engine(config.ModeLive)
+	done := make(chan struct{})
+	go func() { e.Process(context.Background(), occurrenceAt("imap.example.test:993", w.clock.Now())); close(done) }()
+	<-w.probe.entered
+
+	// the lease's TTL passes twice on the store's clock while the run goes on
+	for range 3 {
+		time.Sleep(100 * time.Millisecond) // renewals happen every 30ms of real time
+		w.clock.Advance(60 * time.Millisecond)
+	}
+	ok, _, err := w.store.AcquireLease(context.Background(), "target:imap.example.test:993", "intruder", time.Minute)
+	if err != nil || ok {
+		t.Errorf("another owner took the lease of a run under way: %v %v", ok, err)
+	}
+	close(hold)
+	<-done
+}
