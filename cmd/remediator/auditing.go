@@ -1,6 +1,9 @@
 package main
 
 import (
+	"sync"
+	"time"
+
 	"go.uber.org/zap"
 
 	"github.com/remediator/remediator/audit"
@@ -12,6 +15,11 @@ import (
 type auditTrail struct {
 	log    *audit.Log
 	logger *zap.Logger
+
+	mu         sync.Mutex
+	second     time.Time // the second rejections are being counted in
+	recorded   int       // rejections recorded in it
+	suppressed int       // rejections not recorded since the last one that was
 }
 
 // Record implements remediate.Recorder: it returns once the record is on disk.
@@ -55,11 +63,42 @@ func (a *auditTrail) Received(n *handler.Notification, alerts []remediate.Alert)
 	}
 }
 
+// rejectionsPerSecond bounds rejection records, so that a flood of bad requests cannot
+// fill the disk; the next record counts those left out.
+const rejectionsPerSecond = 20
+
 // Rejected implements handler.Receipts.
 func (a *auditTrail) Rejected(reason, msg, remote string) {
+	suppressed, ok := a.admitRejection()
+	if !ok {
+		return
+	}
+	result := map[string]any{"remote": remote}
+	if suppressed > 0 {
+		result["rejections_not_recorded"] = suppressed
+	}
 	err := a.log.AppendAsync(audit.Record{Decision: audit.DecisionRejected, Reason: reason, Error: msg,
-		Result: map[string]string{"remote": remote}})
+		Result: result})
 	if err != nil {
 		a.logger.Error("recording a rejection failed", zap.Error(err))
 	}
+}
+
+// admitRejection allows rejectionsPerSecond records a second and counts the others.
+func (a *auditTrail) admitRejection() (int, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+
+	now := time.Now().Truncate(time.Second)
+	if !now.Equal(a.second) {
+		a.second, a.recorded = now, 0
+	}
+	if a.recorded >= rejectionsPerSecond {
+		a.suppressed++
+		return 0, false
+	}
+	a.recorded++
+	n := a.suppressed
+	a.suppressed = 0
+	return n, true
 }
