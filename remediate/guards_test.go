@@ -88,7 +88,7 @@ func newGuardWorld(t *testing.T, policyYAML string) *guardWorld {
 		t.Fatal(err)
 	}
 	w.set = &policies.Set{Policies: ps}
-	journal, _, err := state.OpenJournal(t.TempDir(), 0)
+	journal, _, err := state.OpenJournal(t.TempDir(), state.JournalOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

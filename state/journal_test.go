@@ -10,7 +10,7 @@ import (
 
 func openJournal(t *testing.T, dir string, max int64) (*Journal, []JournalEntry) {
 	t.Helper()
-	j, pending, err := OpenJournal(dir, max)
+	j, pending, err := OpenJournal(dir, JournalOptions{MaxSegmentSize: max})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestJournalRefusesDamageBeforeTheLastSegment(t *testing.T) {
 	if err := os.WriteFile(segs[0], raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := OpenJournal(dir, 100); err == nil {
+	if _, _, err := OpenJournal(dir, JournalOptions{MaxSegmentSize: 100}); err == nil {
 		t.Fatal("a damaged older segment was accepted")
 	}
 }
@@ -162,7 +162,7 @@ func FuzzJournalOpen(f *testing.F) {
 		if err := os.WriteFile(filepath.Join(dir, "journal-00000000000000000001.log"), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		j, _, err := OpenJournal(dir, 0)
+		j, _, err := OpenJournal(dir, JournalOptions{})
 		if err != nil {
 			return
 		}
@@ -170,7 +170,7 @@ func FuzzJournalOpen(f *testing.F) {
 			t.Fatal(err)
 		}
 		_ = j.Close()
-		_, pending, err := OpenJournal(dir, 0)
+		_, pending, err := OpenJournal(dir, JournalOptions{})
 		if err != nil {
 			t.Fatalf("a journal Open accepted does not open again: %v", err)
 		}

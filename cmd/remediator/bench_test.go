@@ -30,7 +30,7 @@ func BenchmarkDurableWebhook(b *testing.B) {
 	}
 	defer log.Close()
 	queue := remediate.NewQueue(100000)
-	journal, _, err := state.OpenJournal(filepath.Join(dir, "intake"), 0)
+	journal, _, err := state.OpenJournal(filepath.Join(dir, "intake"), state.JournalOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -258,7 +258,7 @@ func checkNoBudgetExceeded(t *testing.T, storage string, am *testpeer.AM) {
 // in the audit log.
 func checkNothingLost(t *testing.T, storage string, accepted []string) {
 	t.Helper()
-	journal, pending, err := state.OpenJournal(filepath.Join(storage, "intake"), 0)
+	journal, pending, err := state.OpenJournal(filepath.Join(storage, "intake"), state.JournalOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

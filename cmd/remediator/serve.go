@@ -103,7 +103,7 @@ func serve(ctx context.Context, f *serveFlags, logger *zap.Logger) error {
 	defer func() { _ = auditLog.Close() }()
 	trail := &auditTrail{log: auditLog, logger: logger.Named("audit")}
 
-	journal, stored, err := state.OpenJournal(filepath.Join(f.storagePath, "intake"), 0)
+	journal, stored, err := state.OpenJournal(filepath.Join(f.storagePath, "intake"), state.JournalOptions{})
 	if err != nil {
 		return fmt.Errorf("opening the intake journal: %w", err)
 	}
