@@ -429,7 +429,10 @@ func TestALongRunKeepsItsLease(t *testing.T) {
 	w.probe.hold, w.probe.entered = hold, make(chan struct{}, 1)
 	e, _ := w.engine(config.ModeLive)
 	done := make(chan struct{})
-	go func() { e.Process(context.Background(), occurrenceAt("imap.example.test:993", w.clock.Now())); close(done) }()
+	go func() {
+		e.Process(context.Background(), occurrenceAt("imap.example.test:993", w.clock.Now()))
+		close(done)
+	}()
 	<-w.probe.entered
 
 	// the lease's TTL passes twice on the store's clock while the run goes on
