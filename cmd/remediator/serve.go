@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -42,6 +44,7 @@ type serveFlags struct {
 	storagePath   string
 	logLevel      string
 	logFormat     string
+	memoryLimit   string
 }
 
 func registerServe(app *kingpin.Application, commands map[string]func(context.Context) int, stdout, stderr io.Writer) {
@@ -53,6 +56,8 @@ func registerServe(app *kingpin.Application, commands map[string]func(context.Co
 		Default("data").StringVar(&f.storagePath)
 	cmd.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
 	cmd.Flag("log.format", "Log format: json or console.").Default("json").EnumVar(&f.logFormat, "json", "console")
+	cmd.Flag("memory.limit", "Soft limit of the Go runtime's memory, such as 32MiB; 0 for none. "+
+		"GOMEMLIMIT, when set, wins.").Default("32MiB").StringVar(&f.memoryLimit)
 
 	commands["serve"] = func(ctx context.Context) int {
 		logger, err := newLogger(f.logLevel, f.logFormat, stderr)
@@ -62,6 +67,10 @@ func registerServe(app *kingpin.Application, commands map[string]func(context.Co
 		}
 		defer func() { _ = logger.Sync() }()
 
+		if err := setMemoryLimit(f.memoryLimit); err != nil {
+			logger.Error("parsing --memory.limit", zap.Error(err))
+			return 2
+		}
 		if err := serve(ctx, f, logger); err != nil {
 			logger.Error("serve failed", zap.Error(err))
 			return 1
@@ -296,4 +305,18 @@ func decodeStored(body []byte, receivedAt time.Time) ([]remediate.Alert, error) 
 		return nil, err
 	}
 	return n.Split(receivedAt), nil
+}
+
+// setMemoryLimit applies --memory.limit unless GOMEMLIMIT is set. The limit is soft:
+// the garbage collector works harder near it, and the process may still go past it.
+func setMemoryLimit(limit string) error {
+	if os.Getenv("GOMEMLIMIT") != "" || limit == "0" {
+		return nil
+	}
+	n, err := units.ParseBase2Bytes(limit)
+	if err != nil {
+		return fmt.Errorf("%q: %w", limit, err)
+	}
+	debug.SetMemoryLimit(int64(n))
+	return nil
 }
