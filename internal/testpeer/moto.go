@@ -1,9 +1,14 @@
 package testpeer
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,10 +28,18 @@ import (
 	acmtypes "github.com/aws/aws-sdk-go-v2/service/acm/types"
 	"github.com/aws/aws-sdk-go-v2/service/cloudfront"
 	cftypes "github.com/aws/aws-sdk-go-v2/service/cloudfront/types"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	logstypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	elbv2 "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
 	elbv2types "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/aws-sdk-go-v2/service/route53"
 	r53types "github.com/aws/aws-sdk-go-v2/service/route53/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go/middleware"
 )
 
@@ -164,6 +177,10 @@ func setAWSEnv(t testing.TB, endpoint string) {
 		"AWS_ENDPOINT_URL_ROUTE_53":                  "",
 		"AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2": "",
 		"AWS_ENDPOINT_URL_CLOUDFRONT":                "",
+		"AWS_ENDPOINT_URL_SSM":                       "",
+		"AWS_ENDPOINT_URL_LAMBDA":                    "",
+		"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS":           "",
+		"AWS_ENDPOINT_URL_ECS":                       "",
 	} {
 		t.Setenv(k, v)
 	}
@@ -479,4 +496,218 @@ func Count(calls []string, service string) int {
 		}
 	}
 	return n
+}
+
+// UseLambdaSimple switches moto's Lambda to its simple mode, which runs no container:
+// Invoke answers with the payload it was given, or with the results QueueLambdaResults
+// queued. Call it before creating functions: functions created in the other mode are
+// not seen in this one. The setting outlives resets; every test that needs it calls it.
+func UseLambdaSimple(t testing.TB, endpoint string) {
+	t.Helper()
+	motoAPI(t, endpoint, "/moto-api/config", `{"lambda": {"use_docker": false}}`)
+}
+
+// QueueLambdaResults makes moto's simple Lambda answer the next invocations in the
+// test's region with results, one each, in order.
+func QueueLambdaResults(t testing.TB, endpoint string, results ...string) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"results": results, "region": MotoRegion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	motoAPI(t, endpoint, "/moto-api/static/lambda-simple/response", string(body))
+}
+
+func motoAPI(t testing.TB, endpoint, path, body string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, endpoint+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST %s: %s", path, resp.Status)
+	}
+}
+
+// SeedLambdaFunction creates a function named name, with a role moto accepts and code
+// that simple mode never runs, and returns its ARN. Call UseLambdaSimple first.
+func SeedLambdaFunction(t testing.TB, cfg aws.Config, name string) string {
+	t.Helper()
+	role := seedLambdaRole(t, cfg, name+"-role")
+	var zipped bytes.Buffer
+	zw := zip.NewWriter(&zipped)
+	w, err := zw.Create("handler.py")
+	if err == nil {
+		_, err = io.WriteString(w, "def handler(event, context):\n    return event\n")
+	}
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		t.Fatalf("zipping the code of %s: %v", name, err)
+	}
+	out, err := lambda.NewFromConfig(cfg).CreateFunction(t.Context(), &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name), Role: aws.String(role), Runtime: lambdatypes.RuntimePython312,
+		Handler: aws.String("handler.handler"), Timeout: aws.Int32(300),
+		Code: &lambdatypes.FunctionCode{ZipFile: zipped.Bytes()},
+	})
+	if err != nil {
+		t.Fatalf("creating function %s: %v", name, err)
+	}
+	return aws.ToString(out.FunctionArn)
+}
+
+// seedLambdaRole creates an IAM role for a function through IAM's query protocol, which
+// moto accepts unsigned, and returns its ARN.
+func seedLambdaRole(t testing.TB, cfg aws.Config, name string) string {
+	t.Helper()
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow",` +
+		`"Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	form := url.Values{"Action": {"CreateRole"}, "Version": {"2010-05-08"}, "RoleName": {name},
+		"AssumeRolePolicyDocument": {trust}}
+	var out struct {
+		Arn string `xml:"CreateRoleResult>Role>Arn"`
+	}
+	motoQuery(t, cfg, "iam", form, &out)
+	if out.Arn == "" {
+		t.Fatalf("creating role %s: moto returned no ARN", name)
+	}
+	return out.Arn
+}
+
+// motoQuery makes one call of an AWS query-protocol service, which moto accepts
+// unsigned, and decodes its XML answer into out.
+func motoQuery(t testing.TB, cfg aws.Config, service string, form url.Values, out any) {
+	t.Helper()
+	endpoint := strings.TrimSuffix(aws.ToString(cfg.BaseEndpoint), "/")
+	if endpoint == "" {
+		endpoint = strings.TrimSuffix(os.Getenv("AWS_ENDPOINT_URL"), "/")
+	}
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, endpoint+"/", strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/"+cfg.Region+"/"+service+
+		"/aws4_request")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", service, form.Get("Action"), err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s: %s %s", service, form.Get("Action"), resp.Status, b)
+	}
+	if err := xml.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("decoding %s %s: %v", service, form.Get("Action"), err)
+	}
+}
+
+// SeedParameter stores value as a SecureString parameter, replacing any earlier value.
+func SeedParameter(t testing.TB, cfg aws.Config, name, value string) {
+	t.Helper()
+	_, err := ssm.NewFromConfig(cfg).PutParameter(t.Context(), &ssm.PutParameterInput{
+		Name: aws.String(name), Value: aws.String(value), Type: ssmtypes.ParameterTypeSecureString,
+		Overwrite: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("storing parameter %s: %v", name, err)
+	}
+}
+
+// LogEvent is one event to seed in a log group.
+type LogEvent struct {
+	At      time.Time
+	Message string
+}
+
+// SeedLogEvents creates a log group and a stream in it, unless they exist, and puts
+// events into the stream.
+func SeedLogEvents(t testing.TB, cfg aws.Config, group string, events ...LogEvent) {
+	t.Helper()
+	client := cloudwatchlogs.NewFromConfig(cfg)
+	var exists *logstypes.ResourceAlreadyExistsException
+	_, err := client.CreateLogGroup(t.Context(), &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)})
+	if err != nil && !errors.As(err, &exists) {
+		t.Fatalf("creating log group %s: %v", group, err)
+	}
+	stream := aws.String("seeded")
+	_, err = client.CreateLogStream(t.Context(), &cloudwatchlogs.CreateLogStreamInput{
+		LogGroupName: aws.String(group), LogStreamName: stream,
+	})
+	if err != nil && !errors.As(err, &exists) {
+		t.Fatalf("creating a log stream in %s: %v", group, err)
+	}
+	if len(events) == 0 {
+		return
+	}
+	sorted := slices.SortedFunc(slices.Values(events), func(a, b LogEvent) int { return a.At.Compare(b.At) })
+	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: stream}
+	for _, e := range sorted {
+		in.LogEvents = append(in.LogEvents, logstypes.InputLogEvent{
+			Timestamp: aws.Int64(e.At.UnixMilli()), Message: aws.String(e.Message),
+		})
+	}
+	if _, err := client.PutLogEvents(t.Context(), in); err != nil {
+		t.Fatalf("putting %d events into %s: %v", len(events), group, err)
+	}
+}
+
+// SeedECSServices creates a cluster and, in it, services of one task definition in
+// bridge network mode, which needs no subnets. Their desired count is desired: moto
+// runs no task, so a service is stable only when desired is 0.
+func SeedECSServices(t testing.TB, cfg aws.Config, cluster string, desired int32, services ...string) {
+	t.Helper()
+	client := ecs.NewFromConfig(cfg)
+	_, err := client.CreateCluster(t.Context(), &ecs.CreateClusterInput{ClusterName: aws.String(cluster)})
+	if err != nil {
+		t.Fatalf("creating cluster %s: %v", cluster, err)
+	}
+	td, err := client.RegisterTaskDefinition(t.Context(), &ecs.RegisterTaskDefinitionInput{
+		Family: aws.String(cluster + "-mail"), NetworkMode: ecstypes.NetworkModeBridge,
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{
+			Name: aws.String("mail"), Image: aws.String("example.test/mail:1"), Memory: aws.Int32(256),
+		}},
+	})
+	if err != nil {
+		t.Fatalf("registering a task definition in %s: %v", cluster, err)
+	}
+	for _, svc := range services {
+		_, err := client.CreateService(t.Context(), &ecs.CreateServiceInput{
+			Cluster: aws.String(cluster), ServiceName: aws.String(svc),
+			TaskDefinition: td.TaskDefinition.TaskDefinitionArn, DesiredCount: aws.Int32(desired),
+		})
+		if err != nil {
+			t.Fatalf("creating service %s in %s: %v", svc, cluster, err)
+		}
+	}
+}
+
+// Deployments returns the id of each service's primary deployment, by service name.
+func Deployments(t testing.TB, cfg aws.Config, cluster string, services ...string) map[string]string {
+	t.Helper()
+	out, err := ecs.NewFromConfig(cfg).DescribeServices(t.Context(), &ecs.DescribeServicesInput{
+		Cluster: aws.String(cluster), Services: services,
+	})
+	if err != nil {
+		t.Fatalf("describing services in %s: %v", cluster, err)
+	}
+	ids := map[string]string{}
+	for _, s := range out.Services {
+		for _, d := range s.Deployments {
+			if aws.ToString(d.Status) == "PRIMARY" {
+				ids[aws.ToString(s.ServiceName)] = aws.ToString(d.Id)
+			}
+		}
+	}
+	return ids
 }

@@ -23,5 +23,10 @@ func Builtin(d Deps) Registry {
 		NewELBv2ListenerCertificate(d.AWS),
 		NewELBv2SetListenerCertificate(d.AWS),
 		NewCloudFrontViewerCertificate(d.AWS),
+		NewTLSWaitRenewed(),
+		NewSSMCertificate(d.AWS),
+		NewLambdaInvoke(d.AWS),
+		NewLogsSearch(d.AWS),
+		NewECSForceNewDeployment(d.AWS),
 	)
 }
