@@ -66,8 +66,12 @@ func (pw *planWriter) step(s *StepReport) {
 		pw.printf(": %s", s.Reason)
 	}
 	pw.printf("\n")
-	if s.Condition != "" && s.Decision == DecisionSkipped {
-		pw.printf("      when: %s\n", s.Condition)
+	if s.Condition != "" {
+		verdict := "true"
+		if s.Decision == DecisionSkipped && s.Reason == "condition is false" {
+			verdict = "false"
+		}
+		pw.printf("      when (%s): %s\n", verdict, oneLine(s.Condition))
 	}
 	if s.Error != "" {
 		pw.printf("      error: %s\n", s.Error)
@@ -108,3 +112,6 @@ func formatFact(v any) string {
 		return string(b)
 	}
 }
+
+// oneLine folds a multi-line condition onto one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
