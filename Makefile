@@ -2,21 +2,13 @@
 
 GO ?= go
 
-VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-BRANCH     ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
-BUILD_USER ?= $(shell id -un 2>/dev/null || echo unknown)@$(shell hostname 2>/dev/null || echo unknown)
-BUILD_DATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+# The version and build details scripts/build.sh stamps; it asks git and the machine for
+# those left unset (make build VERSION=1.2.3).
+export VERSION REVISION BRANCH BUILD_USER BUILD_DATE
 
-version_pkg := github.com/prometheus/common/version
-ldflags := -s -w \
-	-X $(version_pkg).Version=$(VERSION) \
-	-X $(version_pkg).Revision=$(REVISION) \
-	-X $(version_pkg).Branch=$(BRANCH) \
-	-X $(version_pkg).BuildUser=$(BUILD_USER) \
-	-X $(version_pkg).BuildDate=$(BUILD_DATE)
+IMAGE ?= remediator:dev
 
-.PHONY: all test build run lint
+.PHONY: all test build image run lint
 
 all: lint build
 
@@ -24,9 +16,16 @@ all: lint build
 test:
 	scripts/test.sh
 
-# build writes bin/remediator with its version and build details stamped in.
+# build writes bin/remediator as the image has it: static, stamped with its version.
 build:
-	$(GO) build -trimpath -ldflags '$(ldflags)' -o bin/remediator ./cmd/remediator
+	scripts/build.sh bin/remediator
+
+# image builds the container image $(IMAGE) with Docker.
+image:
+	docker build -t $(IMAGE) \
+		--build-arg VERSION="$${VERSION:-$$(git describe --tags --always --dirty 2>/dev/null || echo devel)}" \
+		--build-arg REVISION="$${REVISION:-$$(git rev-parse HEAD 2>/dev/null || echo unknown)}" \
+		--build-arg BRANCH="$${BRANCH:-$$(git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)}" .
 
 # run serves on the embedded defaults; pass more flags with ARGS="...".
 run:

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	registerAudit(app, commands, stdout, stderr)
 	registerPause(app, commands, stdout, stderr)
 	registerActions(app, commands, stdout)
+	registerIAMPolicy(app, commands, stdout, stderr)
 	registerVersion(app, commands, stdout)
 
 	cmd, err := app.Parse(args)
