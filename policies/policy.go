@@ -169,3 +169,14 @@ func (p *Policy) EffectiveMode(global config.Mode) config.Mode {
 
 // Matchers returns the parsed matchers.
 func (p *Policy) Matchers() labels.Matchers { return p.matchers }
+
+// Literal returns the value of the parameter name when it is fixed at load: written as
+// a literal in the policy, or the action's default when the step leaves it out. A
+// template or an expression is known only at run time, and gives false.
+func (s *Step) Literal(name string) (any, bool) {
+	pv, ok := s.params[name]
+	if !ok || pv.template != nil || pv.expr != nil {
+		return nil, false
+	}
+	return pv.literal, true
+}

@@ -492,26 +492,18 @@ type stepLiterals struct {
 	step *policies.Step
 }
 
-// paramExpr recognizes a parameter written as a CEL expression, as the policy loader does.
-var paramExpr = regexp.MustCompile(`^\s*\$\{.+\}\s*$`)
-
 // values returns the literal strings of the first of names the step gives, or of its
 // default, or nil and why not.
 func (l stepLiterals) values(names ...string) ([]string, string) {
-	spec := l.step.Spec()
 	for _, name := range names {
-		raw, given := l.step.With[name]
-		if !given {
-			if p, ok := spec.Param(name); ok && p.Default != nil {
-				raw = p.Default
-			} else {
-				continue
+		raw, fixed := l.step.Literal(name)
+		if !fixed {
+			if _, given := l.step.With[name]; given {
+				return nil, name + " is a template or an expression, known only at run time"
 			}
+			continue
 		}
-		vals, ok := literalStrings(raw)
-		if !ok {
-			return nil, name + " is a template or an expression, known only at run time"
-		}
+		vals := literalStrings(raw)
 		if len(vals) == 0 {
 			return nil, name + " is empty"
 		}
@@ -529,38 +521,16 @@ func (l stepLiterals) region() string {
 	return vals[0]
 }
 
-// literalStrings returns raw as strings when it is fixed at load: a string that is
-// neither a template nor an expression, or a list of such strings.
-func literalStrings(raw any) ([]string, bool) {
+// literalStrings returns a converted literal parameter as strings: a string, or a list.
+func literalStrings(raw any) []string {
 	switch v := raw.(type) {
 	case string:
-		if strings.Contains(v, "{{") || paramExpr.MatchString(v) {
-			return nil, false
-		}
 		if v == "" {
-			return []string{}, true
+			return nil
 		}
-		return []string{v}, true
+		return []string{v}
 	case []string:
-		return literalStrings(anySlice(v))
-	case []any:
-		out := []string{}
-		for _, item := range v {
-			s, ok := literalStrings(item)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, s...)
-		}
-		return out, true
+		return v
 	}
-	return nil, false
-}
-
-func anySlice(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
+	return nil
 }
