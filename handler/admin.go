@@ -77,7 +77,8 @@ func (s *Server) EnableReload(reload func() error) {
 		}
 		if err := reload(); err != nil {
 			s.logger.Warn("reload refused", zap.Error(err))
-			writeError(w, http.StatusInternalServerError, "reload failed, the previous configuration stays: "+err.Error())
+			writeError(w, http.StatusInternalServerError,
+				"reload failed, the previous configuration stays: "+err.Error())
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -182,7 +182,8 @@ func (s *Server) readNotification(w http.ResponseWriter, r *http.Request,
 		return nil, nil, &rejection{http.StatusUnauthorized, resultUnauthorized, "missing or invalid credentials"}
 	}
 	if !s.ready.Load() {
-		return nil, nil, &rejection{http.StatusServiceUnavailable, resultUnavailable, "not accepting notifications: shutting down"}
+		return nil, nil, &rejection{http.StatusServiceUnavailable, resultUnavailable,
+			"not accepting notifications: shutting down"}
 	}
 	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
 		return nil, nil, &rejection{http.StatusUnsupportedMediaType, resultUnsupportedMediaType,
@@ -230,7 +231,8 @@ func (s *Server) accept(body []byte, n *Notification) *rejection {
 	case errors.Is(err, remediate.ErrQueueFull):
 		return &rejection{http.StatusServiceUnavailable, resultQueueFull, "queue full: retry later"}
 	case err != nil:
-		return &rejection{http.StatusServiceUnavailable, resultUnavailable, "not accepting notifications: " + err.Error()}
+		return &rejection{http.StatusServiceUnavailable, resultUnavailable,
+			"not accepting notifications: " + err.Error()}
 	}
 
 	s.receipts.Received(n, alerts)

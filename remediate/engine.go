@@ -219,8 +219,9 @@ func (e *Engine) run(ctx context.Context, rules *Rules, p *policies.Policy, a *A
 	rec := adm.record
 	rs := &runState{
 		rules: rules, policy: p, alert: a, mode: mode, record: rec, peek: adm.peek,
-		scope:   policies.NewScope(a.Alert, rec.ID, p.Name, e.now()),
-		report:  &RunReport{ID: rec.ID, Policy: p.Name, Mode: mode, Alert: refOf(a), Started: e.now(), Steps: []StepReport{}},
+		scope: policies.NewScope(a.Alert, rec.ID, p.Name, e.now()),
+		report: &RunReport{ID: rec.ID, Policy: p.Name, Mode: mode, Alert: refOf(a), Started: e.now(),
+			Steps: []StepReport{}},
 		unknown: map[string]bool{},
 		planned: map[string]bool{},
 		logger: e.logger.With(zap.String(keyRunID, rec.ID), zap.String(keyPolicy, p.Name),

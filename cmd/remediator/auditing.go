@@ -39,8 +39,9 @@ func auditAlert(a remediate.AlertRef) *audit.Alert {
 }
 
 // Received implements handler.Receipts with one record a notification, listing the
-// fingerprints of its firing and resolved alerts. Receipts do not wait for their fsync: the alerts themselves are durable in the
-// intake already, and the next synced record or the log's background sync covers them.
+// fingerprints of its firing and resolved alerts. Receipts do not wait for their fsync:
+// the alerts themselves are durable in the intake already, and the next synced record
+// or the log's background sync covers them.
 func (a *auditTrail) Received(n *handler.Notification, alerts []remediate.Alert) {
 	firing, resolved := make([]any, 0, len(alerts)), make([]any, 0)
 	for i := range alerts {

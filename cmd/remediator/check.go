@@ -19,7 +19,8 @@ func registerCheck(app *kingpin.Application, commands map[string]func(context.Co
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s: OK, mode %s, %s in %s\n", *file, cfg.Mode,
-			plural(len(rules.Policies.Policies), "policy", "policies"), plural(len(rules.Policies.Files), "file", "files"))
+			plural(len(rules.Policies.Policies), "policy", "policies"),
+			plural(len(rules.Policies.Files), "file", "files"))
 		for _, p := range rules.Policies.Policies {
 			fmt.Fprintf(stdout, "  %s (%s:%d): %d steps, mode %s\n", p.Name, p.File, p.Line, len(p.Steps),
 				p.EffectiveMode(cfg.Mode))

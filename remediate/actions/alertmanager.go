@@ -113,7 +113,8 @@ func (am *Alertmanager) call(ctx context.Context, method, path string, in, out a
 	}
 	resp, err := am.client.Do(req)
 	if err != nil {
-		return &StepError{Reason: ReasonUnavailable, Err: fmt.Errorf("calling alertmanager %s %s: %w", method, path, err)}
+		return &StepError{Reason: ReasonUnavailable,
+			Err: fmt.Errorf("calling alertmanager %s %s: %w", method, path, err)}
 	}
 	defer func() { _ = resp.Body.Close() }()
 
