@@ -30,7 +30,7 @@ fuzztime=${FUZZTIME:-10s}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/remediator-test.XXXXXXXX")
+work=$(mktemp -d)
 service_pids=()
 
 section() {
