@@ -544,29 +544,7 @@ func TestACMPackDecisions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			facts := healthy()
 			tt.change(facts)
-			sc := policies.NewScope(template.Alert{Labels: template.KV{"instance": "imap.example.test:993"}},
-				"run-1", nlbPolicy, time.Now())
-			for id, f := range facts {
-				sc.SetFacts(id, f)
-			}
-
-			escalates, err := step.Condition(sc)
-			if err != nil {
-				t.Fatalf("evaluating when: %v", err)
-			}
-			if escalates != (tt.reason != "") {
-				t.Fatalf("escalates: %v, want %v", escalates, tt.reason != "")
-			}
-			if !escalates {
-				return
-			}
-			p, err := step.Params(sc)
-			if err != nil {
-				t.Fatalf("rendering parameters: %v", err)
-			}
-			if reason := p.String("reason"); !strings.Contains(reason, tt.reason) {
-				t.Errorf("reason %q, want it to say %q", reason, tt.reason)
-			}
+			checkEscalation(t, step, "imap.example.test:993", nlbPolicy, facts, tt.reason)
 		})
 	}
 }
@@ -650,5 +628,33 @@ func (r *receiver) post(t *testing.T, file string) {
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("posting %s: %s %s", file, resp.Status, b)
+	}
+}
+
+// checkEscalation evaluates a pack's escalate step over facts and checks that it
+// escalates exactly when reason is not empty, with a reason that says it.
+func checkEscalation(t *testing.T, step *policies.Step, instance, policy string,
+	facts map[string]map[string]any, reason string) {
+	t.Helper()
+	sc := policies.NewScope(template.Alert{Labels: template.KV{"instance": instance}}, "run-1", policy, time.Now())
+	for id, f := range facts {
+		sc.SetFacts(id, f)
+	}
+	escalates, err := step.Condition(sc)
+	if err != nil {
+		t.Fatalf("evaluating when: %v", err)
+	}
+	if escalates != (reason != "") {
+		t.Fatalf("escalates: %v, want %v", escalates, reason != "")
+	}
+	if !escalates {
+		return
+	}
+	p, err := step.Params(sc)
+	if err != nil {
+		t.Fatalf("rendering parameters: %v", err)
+	}
+	if got := p.String("reason"); !strings.Contains(got, reason) {
+		t.Errorf("reason\n  %s\nwant it to say\n  %s", got, reason)
 	}
 }

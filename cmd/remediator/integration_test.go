@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -178,37 +177,7 @@ func startReceiver(t *testing.T) *receiver {
 		"--storage.path=" + filepath.Join(dir, "data"),
 		"--log.level=debug",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	exited := make(chan struct{})
-	var code int
-	go func() {
-		code = run(ctx, args, io.Discard, logs)
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-exited:
-			if code != 0 {
-				t.Errorf("serve exited with status %d, want 0", code)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("serve still running 15s after it was told to stop")
-		}
-		if t.Failed() {
-			t.Logf("remediator log:\n%s", logs.String())
-		}
-	})
-
-	testpeer.WaitFor(t, 15*time.Second, func() bool {
-		select {
-		case <-exited:
-			t.Fatalf("serve exited with status %d before it was ready", code)
-		default:
-		}
-		return rcv.ready(t)
-	}, "serve never became ready")
+	serveInBackground(t, rcv, args...)
 	return rcv
 }
 

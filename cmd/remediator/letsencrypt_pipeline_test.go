@@ -1087,29 +1087,7 @@ func TestLetsEncryptPackEscalationReasons(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			facts := base()
 			tt.change(facts)
-			sc := policies.NewScope(template.Alert{Labels: template.KV{"instance": "smtp-out.example.test:465"}},
-				"run-1", lePolicy, time.Now())
-			for id, f := range facts {
-				sc.SetFacts(id, f)
-			}
-
-			escalates, err := step.Condition(sc)
-			if err != nil {
-				t.Fatalf("evaluating when: %v", err)
-			}
-			if escalates != (tt.reason != "") {
-				t.Fatalf("escalates: %v, want %v", escalates, tt.reason != "")
-			}
-			if !escalates {
-				return
-			}
-			p, err := step.Params(sc)
-			if err != nil {
-				t.Fatalf("rendering parameters: %v", err)
-			}
-			if reason := p.String("reason"); !strings.Contains(reason, tt.reason) {
-				t.Errorf("reason\n  %s\nwant it to say\n  %s", reason, tt.reason)
-			}
+			checkEscalation(t, step, "smtp-out.example.test:465", lePolicy, facts, tt.reason)
 		})
 	}
 }
