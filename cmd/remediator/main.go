@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	registerPlan(app, commands, stdout, stderr)
 	registerAudit(app, commands, stdout, stderr)
 	registerPause(app, commands, stdout, stderr)
+	registerHealthcheck(app, commands, stderr)
 	registerActions(app, commands, stdout)
 	registerIAMPolicy(app, commands, stdout, stderr)
 	registerVersion(app, commands, stdout)

@@ -33,7 +33,13 @@ func TestPauseSurvivesARestart(t *testing.T) {
 		t.Errorf("pause without a readable token exited %d, want 1", code)
 	}
 
+	if code, _, errOut := runCommand(t, "healthcheck", "--web.url="+url); code != 0 {
+		t.Errorf("healthcheck of a ready server exited %d: %s", code, errOut)
+	}
 	stop()
+	if code, _, _ := runCommand(t, "healthcheck", "--web.url="+url, "--alive"); code != 1 {
+		t.Errorf("healthcheck of a stopped server exited %d, want 1", code)
+	}
 	url, _ = serveFor(t, cfg, storage)
 	code, out, errOut := runCommand(t, "paused", "--web.url="+url, "--auth.token-file="+tokenFile)
 	if code != 0 {

@@ -255,8 +255,14 @@ resource "aws_ecs_task_definition" "remediator" {
         { sourceVolume = "state", containerPath = "/var/lib/remediator" },
       ]
       linuxParameters = { capabilities = { drop = ["ALL"] } }
-      # the image has no shell and no HTTP client, so ECS only sees whether it runs;
-      # Prometheus watches /readyz and /metrics (docs/operating.md)
+      # the image has no shell: the binary checks its own /healthz
+      healthCheck = {
+        command     = ["CMD", "/usr/local/bin/remediator", "healthcheck", "--alive"]
+        interval    = 30
+        timeout     = 5
+        retries     = 3
+        startPeriod = 30
+      }
       stopTimeout = 45
       logConfiguration = {
         logDriver = "awslogs"
