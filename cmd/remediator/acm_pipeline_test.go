@@ -67,6 +67,9 @@ type seedOptions struct {
 	// pinned makes cabal-nlb's listener serve the older certificate, while the current
 	// one serves another load balancer, cabal-web, so that ACM counts it in use too.
 	pinned bool
+	// unused leaves the current certificate in use nowhere, with pinned: a certificate
+	// requested anew that nobody attached.
+	unused bool
 }
 
 // seedCabalmail seeds the wildcard *.example.test (with example.test and
@@ -101,6 +104,8 @@ func seedCabalmail(t *testing.T, opts seedOptions) *cabalmail {
 	served := c.cert
 	if opts.pinned {
 		served = c.old
+	}
+	if opts.pinned && !opts.unused {
 		testpeer.SeedNetworkLoadBalancer(t, c.cfg, "cabal-web", 443, c.cert)
 	}
 	c.listener = testpeer.SeedNetworkLoadBalancer(t, c.cfg, "cabal-nlb", 993, served)
@@ -436,25 +441,33 @@ func TestACMPackRoute53CallsDoNotGrowWithTheZone(t *testing.T) {
 }
 
 func TestACMPackEscalatesAListenerPinnedToAnOlderCertificate(t *testing.T) {
-	c := seedCabalmail(t, seedOptions{unrelated: 10, pinned: true})
-	old := c.old
+	for _, tc := range []struct {
+		name   string
+		unused bool
+	}{
+		{"when the newer certificate serves another load balancer", false},
+		{"when the newer certificate is in use nowhere", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := seedCabalmail(t, seedOptions{unrelated: 10, pinned: true, unused: tc.unused})
+			engine, _ := packEngine(t, config.ModeLive)
+			r := onlyRun(t, engine.Plan(t.Context(), fixtureAlerts(t, imapAlertFile)), nlbPolicy)
 
-	engine, _ := packEngine(t, config.ModeLive)
-	r := onlyRun(t, engine.Plan(t.Context(), fixtureAlerts(t, imapAlertFile)), nlbPolicy)
-
-	if cert := stepOf(t, r, "cert"); cert.Facts["arn"] != c.cert {
-		t.Fatalf("the pack described %v, want the later certificate %s", cert.Facts["arn"], c.cert)
-	}
-	listener := stepOf(t, r, "listener")
-	if listener.Facts["current"] != false || listener.Facts["serving_arn"] != old {
-		t.Errorf("listener facts %v, want current false, serving %s", listener.Facts, old)
-	}
-	if got := mutatingSteps(r); !reflect.DeepEqual(got, []string{"escalate"}) {
-		t.Fatalf("mutating steps %v, want the escalation only", got)
-	}
-	reason := escalationReason(t, stepOf(t, r, "escalate"))
-	if want := "listener " + c.listener + " is pinned to " + old; !strings.Contains(reason, want) {
-		t.Errorf("escalation reason %q, want it to say %q", reason, want)
+			if newest := stepOf(t, r, "newest"); newest.Facts["arn"] != c.cert {
+				t.Fatalf("the pack found %v as the newest certificate, want %s", newest.Facts["arn"], c.cert)
+			}
+			listener := stepOf(t, r, "listener")
+			if listener.Facts["current"] != false || listener.Facts["serving_arn"] != c.old {
+				t.Errorf("listener facts %v, want current false, serving %s", listener.Facts, c.old)
+			}
+			if got := mutatingSteps(r); !reflect.DeepEqual(got, []string{"escalate"}) {
+				t.Fatalf("mutating steps %v, want the escalation only", got)
+			}
+			reason := escalationReason(t, stepOf(t, r, "escalate"))
+			if want := "listener " + c.listener + " is pinned to " + c.old; !strings.Contains(reason, want) {
+				t.Errorf("escalation reason %q, want it to say %q", reason, want)
+			}
+		})
 	}
 }
 

@@ -31,7 +31,8 @@ func (d *acmDescribe) Spec() Spec {
 			"cover, and reports its status, validity, renewal and the DNS records that " +
 			"validate it. Looking it up by host lists the region's certificates of every key " +
 			"type and describes those whose names may cover the host; among those that do, it " +
-			"prefers an issued certificate, then one in use, then the latest expiry. Read-only.",
+			"prefers an issued certificate, then one in use, then the latest expiry (with prefer: " +
+			"latest, an issued certificate, then the latest expiry, in use or not). Read-only.",
 		Params: []Param{
 			{Name: "arn", Type: String,
 				Doc: "The certificate's ARN. Either arn or domain is required."},
@@ -39,6 +40,10 @@ func (d *acmDescribe) Spec() Spec {
 				Doc: "A host name the certificate's name or one of its alternative names must " +
 					"cover, a wildcard covering one label (*.example.test covers " +
 					"imap.example.test). Used when arn is empty."},
+			{Name: "prefer", Type: String, Default: preferInUse,
+				Doc: "With domain: in_use prefers the certificate a resource uses, to read the " +
+					"state of what is served; latest prefers the newest, to find what a " +
+					"listener or distribution should serve."},
 			regionParam(),
 		},
 		Facts: acmFacts(),
@@ -82,13 +87,27 @@ type acmTarget struct {
 	arn    string
 	domain string
 	region string
+	latest bool // prefer the newest certificate to the one in use
 }
+
+// Values of acm.describe's prefer parameter.
+const (
+	preferInUse  = "in_use"
+	preferLatest = "latest"
+)
 
 func parseACMTarget(p Params) (acmTarget, error) {
 	t := acmTarget{arn: strings.TrimSpace(p.String("arn")), domain: normalizeDNSName(p.String("domain")),
 		region: p.String("region")}
 	if t.arn == "" && t.domain == "" {
 		return acmTarget{}, Invalid("arn or domain: one is required")
+	}
+	switch p.String("prefer") {
+	case "", preferInUse:
+	case preferLatest:
+		t.latest = true
+	default:
+		return acmTarget{}, Invalid("prefer: %q is neither in_use nor latest", p.String("prefer"))
 	}
 	return t, nil
 }
@@ -104,8 +123,12 @@ func (d *acmDescribe) Request(p Params, _ Env) (Request, error) {
 		return Request{Service: "acm", Operation: "DescribeCertificate",
 			Input: withRegion(map[string]any{"CertificateArn": t.arn}, t.region)}, nil
 	}
+	in := map[string]any{"Domain": t.domain, "KeyTypes": allKeyTypes(), "Prefer": preferInUse}
+	if t.latest {
+		in["Prefer"] = preferLatest
+	}
 	return Request{Service: "acm", Operation: "ListCertificates+DescribeCertificate",
-		Input: withRegion(map[string]any{"Domain": t.domain, "KeyTypes": allKeyTypes()}, t.region)}, nil
+		Input: withRegion(in, t.region)}, nil
 }
 
 func withRegion(in map[string]any, region string) map[string]any {
@@ -131,7 +154,7 @@ func (d *acmDescribe) Run(ctx context.Context, p Params, _ Env) (Facts, error) {
 	if t.arn != "" {
 		cert, err = describeCertificate(ctx, client, t.arn)
 	} else {
-		cert, err = findCertificate(ctx, client, t.domain, cfg.Region)
+		cert, err = findCertificate(ctx, client, t.domain, cfg.Region, t.latest)
 	}
 	if err != nil {
 		return nil, err
@@ -159,7 +182,7 @@ func allKeyTypes() []acmtypes.KeyAlgorithm {
 }
 
 // findCertificate returns the best certificate of the region that covers host.
-func findCertificate(ctx context.Context, client *acm.Client, host, region string,
+func findCertificate(ctx context.Context, client *acm.Client, host, region string, latest bool,
 ) (*acmtypes.CertificateDetail, error) {
 	summaries, err := listCertificates(ctx, client)
 	if err != nil {
@@ -175,7 +198,7 @@ func findCertificate(ctx context.Context, client *acm.Client, host, region strin
 		if err != nil {
 			return nil, err
 		}
-		if certificateCovers(cert, host) && (best == nil || betterCertificate(cert, best)) {
+		if certificateCovers(cert, host) && (best == nil || betterCertificate(cert, best, latest)) {
 			best = cert
 		}
 	}
@@ -235,13 +258,13 @@ func certificateNames(c *acmtypes.CertificateDetail) []string {
 }
 
 // betterCertificate reports whether a is to be preferred to b: issued first, then in
-// use, then the later expiry.
-func betterCertificate(a, b *acmtypes.CertificateDetail) bool {
+// use (unless latest), then the later expiry.
+func betterCertificate(a, b *acmtypes.CertificateDetail, latest bool) bool {
 	aIssued, bIssued := a.Status == acmtypes.CertificateStatusIssued, b.Status == acmtypes.CertificateStatusIssued
 	if aIssued != bIssued {
 		return aIssued
 	}
-	if aUsed, bUsed := len(a.InUseBy) > 0, len(b.InUseBy) > 0; aUsed != bUsed {
+	if aUsed, bUsed := len(a.InUseBy) > 0, len(b.InUseBy) > 0; aUsed != bUsed && !latest {
 		return aUsed
 	}
 	return aws.ToTime(a.NotAfter).After(aws.ToTime(b.NotAfter))
