@@ -56,8 +56,8 @@ func registerServe(app *kingpin.Application, commands map[string]func(context.Co
 		Default("data").StringVar(&f.storagePath)
 	cmd.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").StringVar(&f.logLevel)
 	cmd.Flag("log.format", "Log format: json or console.").Default("json").EnumVar(&f.logFormat, "json", "console")
-	cmd.Flag("memory.limit", "Soft limit of the Go runtime's memory, such as 32MiB; 0 for none. "+
-		"GOMEMLIMIT, when set, wins.").Default("32MiB").StringVar(&f.memoryLimit)
+	cmd.Flag("memory.limit", "Soft limit of the Go runtime's memory, such as 24MiB; 0 for none. "+
+		"GOMEMLIMIT, when set, wins.").Default("24MiB").StringVar(&f.memoryLimit)
 
 	commands["serve"] = func(ctx context.Context) int {
 		logger, err := newLogger(f.logLevel, f.logFormat, stderr)
