@@ -552,7 +552,7 @@ func TestACMPackDecisions(t *testing.T) {
 			f["dns"] = map[string]any{"ok": false, "decision": "failed", "error": "finding the hosted zone: not found"}
 		}, "checking its validation records failed: finding the hosted zone: not found"},
 	}
-	step := packStep(t, nlbPolicy, "escalate")
+	step := packStep(t, acmPackFile, nlbPolicy, "escalate")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			facts := healthy()
@@ -562,9 +562,10 @@ func TestACMPackDecisions(t *testing.T) {
 	}
 }
 
-func packStep(t *testing.T, policy, id string) *policies.Step {
+// packStep loads the pack in file and returns the step id of policy.
+func packStep(t *testing.T, file, policy, id string) *policies.Step {
 	t.Helper()
-	set, err := policies.Load([]string{acmPackFile}, ".", actions.Builtin(actions.Deps{}))
+	set, err := policies.Load([]string{file}, ".", actions.Builtin(actions.Deps{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -936,24 +936,6 @@ func TestLetsEncryptPackPlanOfTheFixtureSaysWhy(t *testing.T) {
 	}
 }
 
-// leStep returns step id of policy in the pack as shipped.
-func leStep(t *testing.T, policy, id string) *policies.Step {
-	t.Helper()
-	set, err := policies.Load([]string{lePackFile}, ".", actions.Builtin(actions.Deps{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range set.Policies {
-		for _, s := range p.Steps {
-			if p.Name == policy && s.ID == id {
-				return s
-			}
-		}
-	}
-	t.Fatalf("no step %s in policy %s", id, policy)
-	return nil
-}
-
 // Facts of a step as the engine records them, implicit facts included.
 func leExecuted(facts map[string]any) map[string]any {
 	out := map[string]any{"ok": true, "decision": "executed", "error": "", "reason": ""}
@@ -1082,7 +1064,7 @@ func TestLetsEncryptPackEscalationReasons(t *testing.T) {
 				f["renew_verify"], f["stored_after"] = wire(false, old), cert(old, 7)
 			}, ""},
 	}
-	step := leStep(t, lePolicy, "escalate")
+	step := packStep(t, lePackFile, lePolicy, "escalate")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			facts := base()
@@ -1121,7 +1103,7 @@ func TestLetsEncryptPackResolvedReasons(t *testing.T) {
 			"the alert resolved, but the endpoint still serves a certificate expiring " +
 				"2026-12-20T08:00:00Z, 12 days left"},
 	}
-	step := leStep(t, leResolved, "escalate")
+	step := packStep(t, lePackFile, leResolved, "escalate")
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sc := policies.NewScope(template.Alert{Labels: template.KV{"instance": "smtp-out.example.test:465"}},
