@@ -53,8 +53,12 @@ func DecodeNotification(body []byte) (*Notification, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, &InvalidError{Reason: reasonMalformed, Msg: "malformed JSON: body is empty"}
 	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return nil, &InvalidError{Reason: reasonMalformed, Msg: "malformed JSON: " + describeJSONError(err)}
+	if !decodeFast(body, &n) {
+		// encoding/json has the last word, and the error messages
+		n = Notification{}
+		if err := json.Unmarshal(body, &n); err != nil {
+			return nil, &InvalidError{Reason: reasonMalformed, Msg: "malformed JSON: " + describeJSONError(err)}
+		}
 	}
 	if err := n.validate(); err != nil {
 		return nil, err
