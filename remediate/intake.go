@@ -46,9 +46,9 @@ func (in *Intake) Accept(body []byte, alerts []Alert) error {
 		return err
 	}
 	key := in.nextKey()
-	value := make([]byte, 8, 8+len(body))
-	binary.BigEndian.PutUint64(value, uint64(alerts[0].ReceivedAt.UnixNano()))
-	if err := in.journal.Append(key, append(value, body...)); err != nil {
+	var at [8]byte
+	binary.BigEndian.PutUint64(at[:], uint64(alerts[0].ReceivedAt.UnixNano()))
+	if err := in.journal.Append(key, at[:], body); err != nil {
 		in.queue.Unreserve(len(alerts))
 		return fmt.Errorf("storing the notification: %w", err)
 	}

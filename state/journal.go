@@ -28,17 +28,21 @@ type Journal struct {
 
 	mu      sync.Mutex
 	f       *os.File
-	seg     uint64 // number of the segment f writes
-	size    int64
-	written uint64            // appends written so far
+	seg     uint64            // number of the segment f writes
+	size    int64             // bytes of f, counting those a flush is writing
+	pending []byte            // records not yet written, in order
+	newKeys []string          // keys appended in pending
+	spare   []byte            // the buffer a flush gave back, to hold the next records
+	queued  uint64            // records put in pending so far
 	live    map[string]uint64 // key of each entry not done → its segment
 	counts  map[uint64]int    // segment → its entries not done
 	err     error
 	closed  bool
+	timer   bool // a flush of done marks is scheduled
 
 	syncMu   sync.Mutex
 	syncCond *sync.Cond
-	synced   uint64
+	synced   uint64 // records known to be on disk
 	syncing  bool
 }
 
@@ -265,48 +269,68 @@ func (j *Journal) openSegment(n uint64) error {
 	return nil
 }
 
-// Append writes value under key and returns once it is on disk.
-func (j *Journal) Append(key string, value []byte) error {
+// doneFlushDelay is the longest done marks wait in memory when no append comes to
+// write them.
+const doneFlushDelay = 50 * time.Millisecond
+
+// maxSpare bounds the buffer kept between flushes; a larger one is left to the
+// garbage collector.
+const maxSpare = 4 << 20
+
+// Append writes value, the concatenation of parts, under key and returns once it is on
+// disk. Appends made at the same time are written together and share one fsync.
+func (j *Journal) Append(key string, parts ...[]byte) error {
 	if len(key) > 0xffff {
 		return errors.New("journal key too long")
 	}
-	body := appendKey(make([]byte, 0, 2+len(key)+len(value)), key)
-	rec := encodeJournalRecord(journalAppend, append(body, value...))
+	var kl [2]byte
+	binary.BigEndian.PutUint16(kl[:], uint16(len(key)))
+	n := len(kl) + len(key)
+	crc := crc32.Update(crc32.Update(0, castagnoli, kl[:]), castagnoli, []byte(key))
+	for _, p := range parts {
+		n += len(p)
+		crc = crc32.Update(crc, castagnoli, p)
+	}
+	if n > maxJournalRecord {
+		return fmt.Errorf("journal record of %d bytes is over the limit of %d", n, maxJournalRecord)
+	}
 
 	j.mu.Lock()
 	if err := j.usable(); err != nil {
 		j.mu.Unlock()
 		return err
 	}
-	if err := j.write(rec); err != nil {
-		j.mu.Unlock()
-		return err
+	j.pending = appendHeader(j.pending, journalAppend, n, crc)
+	j.pending = append(append(j.pending, kl[:]...), key...)
+	for _, p := range parts {
+		j.pending = append(j.pending, p...)
 	}
 	j.live[key] = j.seg
 	j.counts[j.seg]++
-	j.written++
-	mine := j.written
+	j.newKeys = append(j.newKeys, key)
+	j.queued++
+	mine := j.queued
 	j.mu.Unlock()
 
 	return j.syncThrough(mine)
 }
 
-// Done marks keys done. It does not wait for the disk.
+// Done marks keys done. It does not wait for the disk: the marks are written with the
+// next appends, or within doneFlushDelay.
 func (j *Journal) Done(keys ...string) error {
 	var body []byte
 	for _, k := range keys {
 		body = appendKey(body, k)
 	}
-	rec := encodeJournalRecord(journalDone, body)
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.usable(); err != nil {
 		return err
 	}
-	if err := j.write(rec); err != nil {
-		return err
-	}
+	j.pending = appendHeader(j.pending, journalDone, len(body), crc32.Checksum(body, castagnoli))
+	j.pending = append(j.pending, body...)
+	j.queued++
 	for _, k := range keys {
 		if seg, ok := j.live[k]; ok {
 			delete(j.live, k)
@@ -314,25 +338,65 @@ func (j *Journal) Done(keys ...string) error {
 		}
 	}
 	j.dropDoneSegments()
+	if !j.timer {
+		j.timer = true
+		time.AfterFunc(doneFlushDelay, j.flushDone)
+	}
 	return nil
 }
 
-// write appends rec to the active segment, rotating first when it is full. j.mu is held.
-func (j *Journal) write(rec []byte) error {
-	if j.size > 0 && j.size+int64(len(rec)) > j.maxSize {
+// flushDone writes the done marks no append has written.
+func (j *Journal) flushDone() {
+	j.mu.Lock()
+	j.timer = false
+	target, closed := j.queued, j.closed
+	j.mu.Unlock()
+	if !closed {
+		_ = j.syncThrough(target) // a failure stops the journal; the next call returns it
+	}
+}
+
+// appendHeader appends a record's kind, body length and body CRC.
+func appendHeader(dst []byte, kind byte, n int, crc uint32) []byte {
+	dst = append(dst, kind)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(n))
+	return binary.BigEndian.AppendUint32(dst, crc)
+}
+
+// take hands the pending records to a flush: it rotates first when the segment is
+// full, and counts the records' bytes against the segment they will be written to.
+// j.mu is held.
+func (j *Journal) take() ([]byte, *os.File, uint64, error) {
+	if j.err != nil {
+		return nil, nil, 0, j.err // what reached the disk is unknown: write nothing more
+	}
+	if j.f == nil {
+		return nil, nil, 0, ErrClosed
+	}
+	if j.size > 0 && j.size+int64(len(j.pending)) > j.maxSize {
 		if err := j.rotate(); err != nil {
-			return j.fail(err)
+			return nil, nil, 0, j.fail(err)
 		}
 	}
-	n, err := j.f.Write(rec)
-	j.size += int64(n)
-	if err != nil {
-		return j.fail(fmt.Errorf("writing journal: %w", err))
+	if len(j.pending) == 0 {
+		return nil, j.f, j.queued, nil
 	}
-	return nil
+	buf := j.pending
+	j.pending, j.spare = j.spare[:0], nil
+	j.newKeys = j.newKeys[:0]
+	j.size += int64(len(buf))
+	return buf, j.f, j.queued, nil
 }
 
-// rotate syncs and closes the active segment and starts the next. j.mu is held.
+// giveBack keeps a written buffer for the next records. j.mu is held.
+func (j *Journal) giveBack(buf []byte) {
+	if cap(buf) <= maxSpare {
+		j.spare = buf[:0]
+	}
+}
+
+// rotate syncs and closes the active segment and starts the next, moving the entries
+// waiting to be written to it. j.mu is held.
 func (j *Journal) rotate() error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("syncing journal before rotating: %w", err)
@@ -340,7 +404,18 @@ func (j *Journal) rotate() error {
 	if err := j.f.Close(); err != nil {
 		return fmt.Errorf("closing journal before rotating: %w", err)
 	}
-	return j.openSegment(j.seg + 1)
+	old := j.seg
+	if err := j.openSegment(j.seg + 1); err != nil {
+		return err
+	}
+	for _, k := range j.newKeys {
+		if j.live[k] == old {
+			j.live[k] = j.seg
+			j.counts[old]--
+			j.counts[j.seg]++
+		}
+	}
+	return nil
 }
 
 // dropDoneSegments deletes the oldest segments while all their entries are done. Only
@@ -377,8 +452,8 @@ func (j *Journal) fail(err error) error {
 	return j.err
 }
 
-// syncThrough returns once append number n is on disk; one caller fsyncs for all who
-// wrote before its fsync began, the others wait for it.
+// syncThrough returns once record number n is on disk. One caller, the leader, writes
+// and fsyncs every record queued before it starts; the others wait for it.
 func (j *Journal) syncThrough(n uint64) error {
 	j.syncMu.Lock()
 	defer j.syncMu.Unlock()
@@ -389,7 +464,7 @@ func (j *Journal) syncThrough(n uint64) error {
 		}
 		j.syncing = true
 		j.syncMu.Unlock()
-		target, err := j.syncOnce()
+		target, err := j.flush()
 		j.syncMu.Lock()
 		j.syncing = false
 		j.syncCond.Broadcast()
@@ -401,36 +476,51 @@ func (j *Journal) syncThrough(n uint64) error {
 	return nil
 }
 
-func (j *Journal) syncOnce() (uint64, error) {
-	// let appends made meanwhile join this fsync
+// flush writes the pending records and fsyncs them, and returns the number of the last.
+func (j *Journal) flush() (uint64, error) {
+	// let appends made meanwhile join this write and its fsync
 	time.Sleep(j.window)
 	j.mu.Lock()
-	f, target, err := j.f, j.written, j.err
+	buf, f, target, err := j.take()
 	j.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	if err := f.Sync(); err != nil {
-		j.mu.Lock()
-		defer j.mu.Unlock()
-		if j.f != f {
-			// rotated meanwhile; rotation synced the old segment before closing it
-			return target, nil
-		}
-		return 0, j.fail(fmt.Errorf("syncing journal: %w", err))
+	if len(buf) == 0 {
+		// every record queued went to earlier flushes, which this one waited for
+		return target, nil
 	}
+
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err != nil {
+		return 0, j.fail(fmt.Errorf("writing journal: %w", err))
+	}
+	j.giveBack(buf)
 	return target, nil
 }
 
-// Close syncs and closes the journal.
+// Close writes and syncs what is pending and closes the journal.
 func (j *Journal) Close() error {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.closed {
+		j.mu.Unlock()
 		return nil
 	}
 	j.closed = true
-	return errors.Join(j.f.Sync(), j.f.Close())
+	target := j.queued
+	j.mu.Unlock()
+
+	syncErr := j.syncThrough(target)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	closeErr := j.f.Close()
+	j.f = nil
+	return errors.Join(syncErr, closeErr)
 }
 
 // Pending counts the entries not done.

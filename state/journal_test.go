@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 func openJournal(t *testing.T, dir string, max int64) (*Journal, []JournalEntry) {
@@ -150,6 +151,88 @@ func TestJournalConcurrentAppendsAreAllKept(t *testing.T) {
 	if len(pending) != 800 {
 		t.Errorf("%d entries after reopen, want 800", len(pending))
 	}
+}
+
+func TestJournalKeepsEntriesAcrossRotationsUnderConcurrency(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openJournal(t, dir, 512)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				k := fmt.Sprintf("g%d-%03d", g, i)
+				if err := j.Append(k, []byte("head:"), []byte(k)); err != nil {
+					t.Error(err)
+				}
+				if i%2 == 0 {
+					if err := j.Done(k); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j2, pending := openJournal(t, dir, 512)
+	if len(pending) != 200 {
+		t.Fatalf("%d entries after reopen, want the 200 never done", len(pending))
+	}
+	for _, e := range pending {
+		if string(e.Value) != "head:"+e.Key {
+			t.Fatalf("entry %s came back as %q, want its parts joined", e.Key, e.Value)
+		}
+	}
+	done := make([]string, 0, len(pending))
+	for _, e := range pending {
+		done = append(done, e.Key)
+	}
+	if err := j2.Done(done...); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "journal-*.log"))
+	if len(segs) != 1 {
+		t.Errorf("%d segments left once everything was done, want only the active one", len(segs))
+	}
+}
+
+func TestJournalWritesDoneMarksWithoutAnotherAppend(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := openJournal(t, dir, 0)
+	defer j.Close()
+	for _, k := range []string{"a", "b"} {
+		if err := j.Append(k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.Done("a"); err != nil {
+		t.Fatal(err)
+	}
+
+	// what a crash would leave, once the marks had their time to reach the file
+	var pending []JournalEntry
+	for range 100 {
+		time.Sleep(doneFlushDelay / 5)
+		copied := t.TempDir()
+		segs, _ := filepath.Glob(filepath.Join(dir, "journal-*.log"))
+		for _, seg := range segs {
+			data, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(copied, filepath.Base(seg)), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, p := openJournal(t, copied, 0)
+		_ = c.Close()
+		if pending = p; keys(p) == "[b=v]" {
+			return
+		}
+	}
+	t.Fatalf("after waiting, the file still holds %s, want only [b=v]", keys(pending))
 }
 
 func FuzzJournalOpen(f *testing.F) {
