@@ -21,8 +21,7 @@ import (
 // loadBody is the notification scripts/load.sh posts: ten firing alerts, about 7 KB.
 const loadBody = "../testdata/notifications/load-10-alerts.json"
 
-// benchQueueSize holds far more alerts than the draining goroutine ever lets wait, while
-// keeping the ring small enough not to weigh on the garbage collector.
+// benchQueueSize holds far more alerts than the draining goroutine ever lets wait.
 const benchQueueSize = 1 << 14
 
 // BenchmarkWebhook measures one notification through the whole webhook: bearer check,

@@ -16,10 +16,13 @@ var ErrQueueFull = errors.New("queue full")
 var ErrQueueClosed = errors.New("queue closed")
 
 // Queue holds accepted alerts until a worker takes them. It is bounded, and takes all of
-// a notification's alerts or none of them.
+// a notification's alerts or none of them. Its ring grows with what waits and shrinks
+// once a burst has drained, so that room promised but unused costs no memory, and no
+// work of the garbage collector.
 type Queue struct {
 	mu       sync.Mutex
-	items    []Alert
+	capacity int
+	items    []Alert // a ring, of at least minRing slots
 	head     int
 	size     int
 	reserved int // slots promised to notifications being made durable
@@ -27,9 +30,16 @@ type Queue struct {
 	ready    chan struct{} // signalled when items arrive or the queue closes
 }
 
+// Ring sizes: the ring starts at minRing slots, and goes back to it once empty when it
+// had grown past maxIdleRing.
+const (
+	minRing     = 64
+	maxIdleRing = 1024
+)
+
 // NewQueue returns a queue that holds up to capacity alerts.
 func NewQueue(capacity int) *Queue {
-	return &Queue{items: make([]Alert, capacity), ready: make(chan struct{}, 1)}
+	return &Queue{capacity: capacity, items: make([]Alert, minRing), ready: make(chan struct{}, 1)}
 }
 
 // Accept adds all of alerts, or none of them when they do not fit.
@@ -50,7 +60,7 @@ func (q *Queue) Reserve(n int) error {
 	if q.closed {
 		return ErrQueueClosed
 	}
-	if q.size+q.reserved+n > len(q.items) {
+	if q.size+q.reserved+n > q.capacity {
 		return ErrQueueFull
 	}
 	q.reserved += n
@@ -71,6 +81,9 @@ func (q *Queue) Commit(alerts []Alert) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 
+	if need := q.size + len(alerts); need > len(q.items) {
+		q.resize(max(need, 2*len(q.items)))
+	}
 	for _, a := range alerts {
 		q.items[(q.head+q.size)%len(q.items)] = a
 		q.size++
@@ -92,6 +105,9 @@ func (q *Queue) Next(ctx context.Context) (Alert, bool) {
 			q.items[q.head] = Alert{}
 			q.head = (q.head + 1) % len(q.items)
 			q.size--
+			if q.size == 0 && len(q.items) > maxIdleRing {
+				q.resize(minRing) // a burst has drained
+			}
 			if q.size > 0 || q.closed {
 				q.signal() // wake the next waiting worker
 			}
@@ -131,7 +147,16 @@ func (q *Queue) Len() int {
 }
 
 // Cap returns how many alerts the queue holds at most.
-func (q *Queue) Cap() int { return len(q.items) }
+func (q *Queue) Cap() int { return q.capacity }
+
+// resize moves the waiting alerts to a ring of n slots, n >= q.size. q.mu is held.
+func (q *Queue) resize(n int) {
+	items := make([]Alert, n)
+	for i := range q.size {
+		items[i] = q.items[(q.head+i)%len(q.items)]
+	}
+	q.items, q.head = items, 0
+}
 
 // Drain removes and returns every alert still waiting.
 func (q *Queue) Drain() []Alert {

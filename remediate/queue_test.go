@@ -62,6 +62,50 @@ func TestQueueKeepsOrderAcrossWrapAround(t *testing.T) {
 	}
 }
 
+func TestQueueKeepsOrderWhileItsRingGrowsAndShrinks(t *testing.T) {
+	q := NewQueue(3000)
+	ctx := context.Background()
+	next, want := 0, 0
+	take := func(n int) {
+		t.Helper()
+		for range n {
+			a, ok := q.Next(ctx)
+			if !ok {
+				t.Fatal("queue ended early")
+			}
+			if a.Fingerprint != fmt.Sprint(want) {
+				t.Fatalf("took alert %s, want %d", a.Fingerprint, want)
+			}
+			want++
+		}
+	}
+	put := func(n int) {
+		t.Helper()
+		batch := alerts(n)
+		for i := range batch {
+			batch[i].Fingerprint = fmt.Sprint(next)
+			next++
+		}
+		if err := q.Accept(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for q.Len() < 2000 {
+		put(97) // the ring wraps before each growth
+		take(31)
+	}
+	take(q.Len())
+	if len(q.items) != minRing {
+		t.Errorf("the drained ring kept %d slots, want %d", len(q.items), minRing)
+	}
+	put(50)
+	take(50)
+	if q.Cap() != 3000 {
+		t.Errorf("capacity %d, want 3000", q.Cap())
+	}
+}
+
 func TestQueueRefusesAlertsOnceClosed(t *testing.T) {
 	q := NewQueue(5)
 	q.Close()

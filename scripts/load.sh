@@ -9,10 +9,7 @@
 # Usage: scripts/load.sh
 # Environment: LOAD_DURATION (default 10s) is the length of each run; LOAD_QUEUE_SIZE
 # (default 10000, the shipped default) is the remediator's queue.size. Its workers keep
-# the queue near empty, and a full queue would answer 503 and fail the run. Do not raise
-# it far for these runs: each slot takes 200 bytes whether used or not, and the ring is
-# touched all round within seconds, so a queue of 1,000,000 alone adds about 190 MiB of
-# RSS and garbage-collector work that have nothing to do with the receiver.
+# the queue near empty, and a full queue would answer 503 and fail the run.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
