@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -127,13 +125,11 @@ func encodeBody(r *Record) ([]byte, error) {
 		Mode: r.Mode, Decision: r.Decision, Reason: redactPEM(r.Reason), Request: req,
 		Result: res, Error: redactPEM(r.Error), DurationMS: r.DurationMS,
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(&b); err != nil {
+	out, err := appendBody(make([]byte, 0, 512), &b)
+	if err != nil {
 		return nil, fmt.Errorf("encoding audit record: %w", err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+	return out, nil
 }
 
 // appendLine appends to dst the full line of a record: the header Append sets, then

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // What redacted values are replaced with.
@@ -123,13 +124,37 @@ func redactString(k, x string) string {
 }
 
 func sensitiveKey(k string) bool {
-	norm := keyNorm(k)
+	var buf [64]byte
+	norm, ok := asciiKeyNorm(buf[:0], k)
+	if !ok {
+		norm = []byte(keyNorm(k))
+	}
 	for _, word := range sensitiveKeys {
-		if strings.Contains(norm, word) {
+		if bytes.Contains(norm, []byte(word)) {
 			return true
 		}
 	}
 	return false
+}
+
+// asciiKeyNorm is keyNorm without allocating, for the ASCII keys that fit in dst's
+// capacity; it reports false for the others.
+func asciiKeyNorm(dst []byte, k string) ([]byte, bool) {
+	if len(k) > cap(dst) {
+		return nil, false
+	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c >= utf8.RuneSelf:
+			return nil, false
+		case c == '_' || c == '-' || c == '.' || c == ' ':
+		case c >= 'A' && c <= 'Z':
+			dst = append(dst, c+'a'-'A')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, true
 }
 
 // keyNorm lowercases k and drops the characters keys use to separate words.
