@@ -236,9 +236,14 @@ func (s *Server) accept(body []byte, n *Notification) *rejection {
 	}
 
 	s.receipts.Received(n, alerts)
+	firing := 0
 	for i := range alerts {
-		s.metrics.alerts.WithLabelValues(alerts[i].Status).Inc()
+		if alerts[i].Status == remediate.StatusFiring {
+			firing++
+		}
 	}
+	s.metrics.alerts.WithLabelValues(remediate.StatusFiring).Add(float64(firing))
+	s.metrics.alerts.WithLabelValues(remediate.StatusResolved).Add(float64(len(alerts) - firing))
 	if n.TruncatedAlerts > 0 {
 		s.metrics.truncated.Add(float64(n.TruncatedAlerts))
 		s.logger.Warn("notification truncated by alertmanager; raise max_alerts or narrow the route",

@@ -27,8 +27,12 @@ type Intake struct {
 
 	mu          sync.Mutex
 	resolutions map[string]time.Time // occurrence → when its resolution arrived
+	swept       time.Time            // when resolutions were last cleared of old ones
 	pending     map[string]int       // stored notification → its alerts not yet handled
 }
+
+// sweepInterval is how often resolutions older than resolutionTTL are forgotten.
+const sweepInterval = time.Minute
 
 // NewIntake returns an intake writing to journal and queueing into queue.
 func NewIntake(journal *state.Journal, queue *Queue, logger *zap.Logger) *Intake {
@@ -71,6 +75,10 @@ func (in *Intake) track(key string, alerts []Alert) {
 			in.resolutions[occurrence(&alerts[i])] = now
 		}
 	}
+	if now.Sub(in.swept) < sweepInterval {
+		return
+	}
+	in.swept = now
 	for k, at := range in.resolutions {
 		if now.Sub(at) > resolutionTTL {
 			delete(in.resolutions, k)
