@@ -110,6 +110,27 @@ func TestDecodeFast(t *testing.T) {
 	}
 }
 
+func TestPlainASCIIFindsEveryByteThatNeedsDecoding(t *testing.T) {
+	for n := 1; n <= 24; n++ {
+		for at := range n {
+			for _, c := range []byte{0x00, 0x1f, '\\', 0x80, 0xff} {
+				s := make([]byte, n)
+				for i := range s {
+					s[i] = "az~ !#[]"[i%8]
+				}
+				s[at] = c
+				if plainASCII(s) {
+					t.Fatalf("%q at %d of %d bytes went unnoticed", c, at, n)
+				}
+				s[at] = '~'
+				if !plainASCII(s) {
+					t.Fatalf("%q is printable ASCII", s)
+				}
+			}
+		}
+	}
+}
+
 func deep(n int) string {
 	out := ""
 	for range n {
