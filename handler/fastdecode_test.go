@@ -154,3 +154,21 @@ func FuzzDecodeFastMatchesEncodingJSON(f *testing.F) {
 		checkSameAsEncodingJSON(t, body)
 	})
 }
+
+// BenchmarkDecodeEncodingJSON decodes the load body the way the fallback does, for
+// comparison with BenchmarkDecodeNotification.
+func BenchmarkDecodeEncodingJSON(b *testing.B) {
+	body, err := os.ReadFile(filepath.Join("..", "testdata", "notifications", "load-10-alerts.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var n Notification
+		if err := json.Unmarshal(body, &n); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
