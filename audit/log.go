@@ -70,8 +70,7 @@ type Log struct {
 
 	mu        sync.Mutex
 	f         *os.File
-	size      int64  // bytes in f and in pending
-	pending   []byte // lines written to no file yet, in order
+	size      int64  // bytes in f
 	fileFirst uint64 // seq of f's first record, or of the next record while f is empty
 	seq       uint64 // seq of the last record written
 	prev      string // hash of the last line written
@@ -137,9 +136,8 @@ func (l *Log) Append(r Record) error {
 }
 
 // AppendAsync writes r like Append but returns without waiting for the fsync, which the
-// next Append, or a background fsync within 200 ms, makes; until then the line may not
-// even be in the file. A crash before then loses r: use it for records that are many
-// and individually cheap, such as receipts.
+// next Append, or a background fsync within 200 ms, makes. A crash before then loses r:
+// use it for records that are many and individually cheap, such as receipts.
 func (l *Log) AppendAsync(r Record) error {
 	_, err := l.write(&r)
 	return err
@@ -189,45 +187,20 @@ func (l *Log) write(r *Record) (uint64, error) {
 	if l.seq == math.MaxUint64 {
 		return 0, errors.New("writing audit record: seq exhausted")
 	}
-	now, start := l.opts.Now(), len(l.pending)
-	l.pending = appendLine(l.pending, now, l.seq+1, l.prev, body)
-	line := l.pending[start:]
+	line := appendLine(make([]byte, 0, len(body)+160), l.opts.Now(), l.seq+1, l.prev, body)
 	if l.size > 0 && l.size+int64(len(line)) > l.opts.MaxFileSize {
-		l.pending = l.pending[:start]
 		if err := l.rotate(); err != nil {
 			return 0, l.fail(err)
 		}
-		l.pending = appendLine(l.pending, now, l.seq+1, l.prev, body)
-		line = l.pending
 	}
-	l.size += int64(len(line))
+	n, err := l.f.Write(line)
+	l.size += int64(n)
+	if err != nil {
+		return 0, l.fail(fmt.Errorf("writing %s: %w", l.path(), err))
+	}
 	l.seq++
 	l.prev = Hash(line[:len(line)-1])
-	if len(l.pending) >= maxPending {
-		if err := l.flushLocked(); err != nil {
-			return 0, err
-		}
-	}
 	return l.seq, nil
-}
-
-// maxPending is how many bytes of lines wait for a write call at most.
-const maxPending = 64 << 10
-
-// flushLocked writes the pending lines to the file. l.mu must be held.
-func (l *Log) flushLocked() error {
-	if len(l.pending) == 0 {
-		return nil
-	}
-	_, err := l.f.Write(l.pending)
-	if cap(l.pending) > 4*maxPending {
-		l.pending = nil // a large record grew it; let it go
-	}
-	l.pending = l.pending[:0]
-	if err != nil {
-		return l.fail(fmt.Errorf("writing %s: %w", l.path(), err))
-	}
-	return nil
 }
 
 // usable says why the log takes no more records, or nil. l.mu must be held.
@@ -276,9 +249,6 @@ func (l *Log) syncThrough(seq uint64) error {
 func (l *Log) syncOnce() (uint64, error) {
 	l.mu.Lock()
 	f, target, err := l.f, l.seq, l.err
-	if err == nil && f != nil {
-		err = l.flushLocked()
-	}
 	l.mu.Unlock()
 	if err != nil {
 		return 0, err
@@ -331,9 +301,6 @@ func (l *Log) syncLoop() {
 // one that continues the chain. l.mu must be held.
 func (l *Log) rotate() error {
 	old := l.f
-	if err := l.flushLocked(); err != nil {
-		return err
-	}
 	if err := old.Sync(); err != nil {
 		return fmt.Errorf("syncing %s before rotating it: %w", l.path(), err)
 	}
