@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,9 +10,10 @@ import (
 	"unicode/utf8"
 )
 
-// Records are encoded by hand: what Redact returns is always made of generic maps,
-// lists and scalars, which need no reflection. The output is what encoding/json writes
-// with HTML escaping off, byte for byte, so a reader may use either; the tests hold the
+// Records are encoded by hand, redacting as they go: callers mostly pass generic maps,
+// lists and scalars, which need neither reflection nor a redacted copy. Other values go
+// through Redact's encoding/json round trip first. The output is what encoding/json
+// writes for Redact's result with HTML escaping off, byte for byte; the tests hold the
 // two together.
 
 const hexDigits = "0123456789abcdef"
@@ -54,12 +54,15 @@ func appendBody(dst []byte, b *body) ([]byte, error) {
 		name  string
 		value any
 	}{{"request", b.Request}, {"result", b.Result}} {
-		if isEmpty(v.value) {
-			continue
+		value, err := generic(v.value)
+		if err != nil {
+			return nil, fmt.Errorf("redacting %s: %w", v.name, err)
+		}
+		if value == nil {
+			continue // omitempty
 		}
 		field(v.name)
-		var err error
-		if dst, err = appendValue(dst, v.value); err != nil {
+		if dst, err = appendValue(dst, value); err != nil {
 			return nil, fmt.Errorf("encoding %s: %w", v.name, err)
 		}
 	}
@@ -74,9 +77,15 @@ func appendBody(dst []byte, b *body) ([]byte, error) {
 	return append(dst, '}'), nil
 }
 
-// isEmpty reports whether omitempty leaves v out: nil only, since Redact turns every
-// value into a generic one and an interface holding an empty map is still written.
-func isEmpty(v any) bool { return v == nil }
+// generic returns v when Redact would copy it as it is, and Redact's result otherwise.
+func generic(v any) (any, error) {
+	switch v.(type) {
+	case nil, bool, float64, json.Number, int, int64, uint64, string, map[string]any,
+		map[string]string, []any:
+		return v, nil
+	}
+	return redactEncoded(v)
+}
 
 func appendAlert(dst []byte, a *Alert) []byte {
 	dst = append(dst, `{"fingerprint":`...)
@@ -92,7 +101,7 @@ func appendAlert(dst []byte, a *Alert) []byte {
 	return append(dst, '}')
 }
 
-// appendValue appends v, a value as Redact returns it.
+// appendValue appends v redacted.
 func appendValue(dst []byte, v any) ([]byte, error) {
 	switch t := v.(type) {
 	case nil:
@@ -100,7 +109,7 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 	case bool:
 		return strconv.AppendBool(dst, t), nil
 	case string:
-		return appendString(dst, t), nil
+		return appendString(dst, redactPEM(t)), nil
 	case float64:
 		return appendFloat(dst, t)
 	case int:
@@ -113,14 +122,23 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 		return appendNumber(dst, t)
 	case map[string]any:
 		return appendMap(dst, t)
+	case map[string]string:
+		return appendMap(dst, t)
 	case []any:
 		return appendList(dst, t)
 	}
-	return appendOther(dst, v)
+	g, err := redactEncoded(v)
+	if err != nil {
+		return nil, err
+	}
+	return appendValue(dst, g)
 }
 
-func appendMap(dst []byte, m map[string]any) ([]byte, error) {
-	keys := make([]string, 0, len(m))
+// appendMap writes m with its keys sorted, and the value of each key naming a secret
+// replaced.
+func appendMap[V any](dst []byte, m map[string]V) ([]byte, error) {
+	var arr [16]string
+	keys := arr[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
@@ -132,18 +150,20 @@ func appendMap(dst []byte, m map[string]any) ([]byte, error) {
 		}
 		dst = appendString(dst, k)
 		dst = append(dst, ':')
+		if sensitiveKey(k) {
+			dst = appendString(dst, redactedValue)
+			continue
+		}
 		var err error
-		if dst, err = appendValue(dst, m[k]); err != nil {
+		if dst, err = appendValue(dst, any(m[k])); err != nil {
 			return nil, err
 		}
 	}
 	return append(dst, '}'), nil
 }
 
+// appendList writes l; nil is written as an empty list, as Redact copies it.
 func appendList(dst []byte, l []any) ([]byte, error) {
-	if l == nil {
-		return append(dst, "null"...), nil
-	}
 	dst = append(dst, '[')
 	for i, x := range l {
 		if i > 0 {
@@ -155,17 +175,6 @@ func appendList(dst []byte, l []any) ([]byte, error) {
 		}
 	}
 	return append(dst, ']'), nil
-}
-
-// appendOther encodes what Redact never returns, should it ever, with encoding/json.
-func appendOther(dst []byte, v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return append(dst, bytes.TrimSuffix(buf.Bytes(), []byte{'\n'})...), nil
 }
 
 // appendFloat writes f as encoding/json does: plain digits between 1e-6 and 1e21, an

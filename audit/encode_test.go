@@ -70,6 +70,10 @@ func TestEncodeBodyWritesWhatEncodingJSONWrites(t *testing.T) {
 				Name  string `json:"name"`
 				Count int    `json:"count"`
 			}{"x<y", 3}}},
+		{"a nil pointer, left out as Redact leaves it", Record{Decision: DecisionExecuted,
+			Result: (*Alert)(nil)}},
+		{"a struct inside a map", Record{Decision: DecisionExecuted,
+			Result: map[string]any{"alert": &Alert{Fingerprint: "f", Instance: "-----BEGIN X"}, "none": (*Alert)(nil)}}},
 		{"redacted secrets", Record{Decision: DecisionExecuted,
 			Request: map[string]any{"token": "t", "nested": map[string]any{"Password": "p"}}}},
 	}

@@ -106,24 +106,16 @@ type body struct {
 	DurationMS float64  `json:"duration_ms,omitempty"`
 }
 
-// encodeBody checks r, redacts it and encodes everything but the fields Append sets,
-// so that the work under the log's lock is only the header and the hash.
+// encodeBody checks r and encodes it, redacted, without the fields Append sets, so that
+// the work under the log's lock is only the header and the hash.
 func encodeBody(r *Record) ([]byte, error) {
 	if !decisions[r.Decision] {
 		return nil, fmt.Errorf("encoding audit record: unknown decision %q", r.Decision)
 	}
-	req, err := Redact(r.Request)
-	if err != nil {
-		return nil, fmt.Errorf("encoding audit record: redacting request: %w", err)
-	}
-	res, err := Redact(r.Result)
-	if err != nil {
-		return nil, fmt.Errorf("encoding audit record: redacting result: %w", err)
-	}
 	b := body{
 		RunID: r.RunID, Policy: r.Policy, Alert: r.Alert, Step: r.Step, Action: r.Action,
-		Mode: r.Mode, Decision: r.Decision, Reason: redactPEM(r.Reason), Request: req,
-		Result: res, Error: redactPEM(r.Error), DurationMS: r.DurationMS,
+		Mode: r.Mode, Decision: r.Decision, Reason: redactPEM(r.Reason), Request: r.Request,
+		Result: r.Result, Error: redactPEM(r.Error), DurationMS: r.DurationMS,
 	}
 	out, err := appendBody(make([]byte, 0, 512), &b)
 	if err != nil {
