@@ -336,7 +336,8 @@ func plainASCII(s []byte) bool {
 // unquote decodes the inside of a string with escapes or bytes past ASCII as
 // encoding/json does: a lone surrogate and each byte of invalid UTF-8 become U+FFFD.
 func unquote(s []byte) (string, bool) {
-	out := make([]byte, 0, len(s)+utf8.UTFMax)
+	var arr [512]byte // most strings fit, and then only the result is allocated
+	out := arr[:0]
 	for i := 0; i < len(s); {
 		c := s[i]
 		switch {
