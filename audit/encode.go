@@ -79,9 +79,14 @@ func appendBody(dst []byte, b *body) ([]byte, error) {
 
 // generic returns v when Redact would copy it as it is, and Redact's result otherwise.
 func generic(v any) (any, error) {
-	switch v.(type) {
+	switch t := v.(type) {
 	case nil, bool, float64, json.Number, int, int64, uint64, string, map[string]any,
 		map[string]string, []any:
+		return v, nil
+	case []string:
+		if t == nil {
+			return nil, nil // Redact makes nil of it, which omitempty leaves out
+		}
 		return v, nil
 	}
 	return redactEncoded(v)
@@ -126,6 +131,8 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 		return appendMap(dst, t)
 	case []any:
 		return appendList(dst, t)
+	case []string:
+		return appendStrings(dst, t), nil
 	}
 	g, err := redactEncoded(v)
 	if err != nil {
@@ -175,6 +182,21 @@ func appendList(dst []byte, l []any) ([]byte, error) {
 		}
 	}
 	return append(dst, ']'), nil
+}
+
+// appendStrings writes l as Redact copies it: nil as null.
+func appendStrings(dst []byte, l []string) []byte {
+	if l == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, x := range l {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, redactPEM(x))
+	}
+	return append(dst, ']')
 }
 
 // appendFloat writes f as encoding/json does: plain digits between 1e-6 and 1e21, an

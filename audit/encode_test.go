@@ -74,6 +74,9 @@ func TestEncodeBodyWritesWhatEncodingJSONWrites(t *testing.T) {
 			Result: (*Alert)(nil)}},
 		{"a struct inside a map", Record{Decision: DecisionExecuted,
 			Result: map[string]any{"alert": &Alert{Fingerprint: "f", Instance: "-----BEGIN X"}, "none": (*Alert)(nil)}}},
+		{"lists of strings", Record{Decision: DecisionReceived, Request: []string{"a", "-----BEGIN X"},
+			Result: map[string]any{"firing": []string{"f1", "f2"}, "none": []string(nil), "empty": []string{}}}},
+		{"a nil list of strings, left out", Record{Decision: DecisionReceived, Result: []string(nil)}},
 		{"redacted secrets", Record{Decision: DecisionExecuted,
 			Request: map[string]any{"token": "t", "nested": map[string]any{"Password": "p"}}}},
 	}

@@ -49,6 +49,15 @@ func Redact(v any) (any, error) {
 			out[k] = redactString(k, x)
 		}
 		return out, nil
+	case []string:
+		if t == nil {
+			return nil, nil
+		}
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = redactPEM(x)
+		}
+		return out, nil
 	case []any:
 		out := make([]any, len(t))
 		for i, x := range t {

@@ -43,7 +43,7 @@ func auditAlert(a remediate.AlertRef) *audit.Alert {
 // the alerts themselves are durable in the intake already, and the next synced record
 // or the log's background sync covers them.
 func (a *auditTrail) Received(n *handler.Notification, alerts []remediate.Alert) {
-	firing, resolved := make([]any, 0, len(alerts)), make([]any, 0)
+	firing, resolved := make([]string, 0, len(alerts)), []string{}
 	for i := range alerts {
 		if alerts[i].Status == remediate.StatusResolved {
 			resolved = append(resolved, alerts[i].Fingerprint)
