@@ -18,9 +18,9 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
-// appendBody appends the JSON object of b's fields, leaving out the empty ones marked
-// omitempty, in the order of body's declaration.
-func appendBody(dst []byte, b *body) ([]byte, error) {
+// appendBody appends the JSON object of r's fields but those Append sets, in the order
+// of Record's declaration, leaving out the empty ones marked omitempty.
+func appendBody(dst []byte, r *Record) ([]byte, error) {
 	dst = append(dst, '{')
 	first := true
 	field := func(name string) {
@@ -38,22 +38,22 @@ func appendBody(dst []byte, b *body) ([]byte, error) {
 			dst = appendString(dst, v)
 		}
 	}
-	str("run_id", b.RunID)
-	str("policy", b.Policy)
-	if b.Alert != nil {
+	str("run_id", r.RunID)
+	str("policy", r.Policy)
+	if r.Alert != nil {
 		field("alert")
-		dst = appendAlert(dst, b.Alert)
+		dst = appendAlert(dst, r.Alert)
 	}
-	str("step", b.Step)
-	str("action", b.Action)
-	str("mode", b.Mode)
+	str("step", r.Step)
+	str("action", r.Action)
+	str("mode", r.Mode)
 	field("decision")
-	dst = appendString(dst, string(b.Decision))
-	str("reason", b.Reason)
+	dst = appendString(dst, string(r.Decision))
+	str("reason", redactPEM(r.Reason))
 	for _, v := range []struct {
 		name  string
 		value any
-	}{{"request", b.Request}, {"result", b.Result}} {
+	}{{"request", r.Request}, {"result", r.Result}} {
 		value, err := generic(v.value)
 		if err != nil {
 			return nil, fmt.Errorf("redacting %s: %w", v.name, err)
@@ -66,11 +66,11 @@ func appendBody(dst []byte, b *body) ([]byte, error) {
 			return nil, fmt.Errorf("encoding %s: %w", v.name, err)
 		}
 	}
-	str("error", b.Error)
-	if b.DurationMS != 0 {
+	str("error", redactPEM(r.Error))
+	if r.DurationMS != 0 {
 		field("duration_ms")
 		var err error
-		if dst, err = appendFloat(dst, b.DurationMS); err != nil {
+		if dst, err = appendFloat(dst, r.DurationMS); err != nil {
 			return nil, fmt.Errorf("encoding duration_ms: %w", err)
 		}
 	}

@@ -7,6 +7,23 @@ import (
 	"testing"
 )
 
+// referenceBody is a Record without the fields Append sets, for encoding/json to write
+// what appendBody must.
+type referenceBody struct {
+	RunID      string   `json:"run_id,omitempty"`
+	Policy     string   `json:"policy,omitempty"`
+	Alert      *Alert   `json:"alert,omitempty"`
+	Step       string   `json:"step,omitempty"`
+	Action     string   `json:"action,omitempty"`
+	Mode       string   `json:"mode,omitempty"`
+	Decision   Decision `json:"decision"`
+	Reason     string   `json:"reason,omitempty"`
+	Request    any      `json:"request,omitempty"`
+	Result     any      `json:"result,omitempty"`
+	Error      string   `json:"error,omitempty"`
+	DurationMS float64  `json:"duration_ms,omitempty"`
+}
+
 // encodedByEncodingJSON is what encoding/json writes for r's body, without HTML escaping:
 // the reference appendBody must match byte for byte.
 func encodedByEncodingJSON(t *testing.T, r *Record) []byte {
@@ -19,7 +36,7 @@ func encodedByEncodingJSON(t *testing.T, r *Record) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := body{RunID: r.RunID, Policy: r.Policy, Alert: r.Alert, Step: r.Step, Action: r.Action,
+	b := referenceBody{RunID: r.RunID, Policy: r.Policy, Alert: r.Alert, Step: r.Step, Action: r.Action,
 		Mode: r.Mode, Decision: r.Decision, Reason: redactPEM(r.Reason), Request: req, Result: res,
 		Error: redactPEM(r.Error), DurationMS: r.DurationMS}
 	var buf bytes.Buffer

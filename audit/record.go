@@ -90,34 +90,13 @@ func Millis(d time.Duration) float64 {
 	return float64(d) / float64(time.Millisecond)
 }
 
-// body is a Record without the fields Append sets, in the order they follow them.
-type body struct {
-	RunID      string   `json:"run_id,omitempty"`
-	Policy     string   `json:"policy,omitempty"`
-	Alert      *Alert   `json:"alert,omitempty"`
-	Step       string   `json:"step,omitempty"`
-	Action     string   `json:"action,omitempty"`
-	Mode       string   `json:"mode,omitempty"`
-	Decision   Decision `json:"decision"`
-	Reason     string   `json:"reason,omitempty"`
-	Request    any      `json:"request,omitempty"`
-	Result     any      `json:"result,omitempty"`
-	Error      string   `json:"error,omitempty"`
-	DurationMS float64  `json:"duration_ms,omitempty"`
-}
-
 // encodeBody checks r and encodes it, redacted, without the fields Append sets, so that
 // the work under the log's lock is only the header and the hash.
 func encodeBody(r *Record) ([]byte, error) {
 	if !decisions[r.Decision] {
 		return nil, fmt.Errorf("encoding audit record: unknown decision %q", r.Decision)
 	}
-	b := body{
-		RunID: r.RunID, Policy: r.Policy, Alert: r.Alert, Step: r.Step, Action: r.Action,
-		Mode: r.Mode, Decision: r.Decision, Reason: redactPEM(r.Reason), Request: r.Request,
-		Result: r.Result, Error: redactPEM(r.Error), DurationMS: r.DurationMS,
-	}
-	out, err := appendBody(make([]byte, 0, 512), &b)
+	out, err := appendBody(make([]byte, 0, 512), r)
 	if err != nil {
 		return nil, fmt.Errorf("encoding audit record: %w", err)
 	}

@@ -396,7 +396,7 @@ func unescape(out, s []byte, i int) ([]byte, int, bool) {
 	return out, i, false
 }
 
-// hex4 returns the code unit of the \uXXXX escape at s[i], or -1 if there is none.
+// hex4 returns the code unit of the \u escape, four hex digits, at s[i], or -1 if there is none.
 func hex4(s []byte, i int) rune {
 	if i+6 > len(s) || s[i] != '\\' || s[i+1] != 'u' {
 		return -1
